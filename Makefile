@@ -1,0 +1,46 @@
+# Vigil NVR: `make run` and `make test` set up everything they need on Debian 12.
+SHELL := /bin/bash
+SYSTEM_PYTHON ?= /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VAR ?= var
+
+# Debian packages: Python with venv; gst-rtsp-server (python3-gi) for the simulated
+# cameras; ffmpeg for clip generation, ffprobe checks and the benchmark's reference.
+DEBS := python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	ffmpeg sqlite3 ca-certificates
+
+.PHONY: all setup system-packages run test soak bench clean distclean
+
+all: test
+
+system-packages:
+	@scripts/ensure-system-packages $(DEBS)
+
+$(VENV)/.installed: pyproject.toml | system-packages
+	test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: system-packages $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/nvr run --var $(VAR)
+
+test: setup
+	$(PY) -m pytest tests -q
+
+soak: setup
+	$(PY) -m pytest tests -q -m soak -p no:cacheprovider
+
+bench: setup
+	$(PY) bench/recorder_bench.py --streams 16 --out bench/results.json
+
+clean:
+	rm -rf $(VAR)/data .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) $(VAR)

@@ -1,0 +1,186 @@
+"""`nvr`: the appliance's command line. Every listing has a `--json` form for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from appliance import __version__
+from appliance.config.model import describe
+from appliance.config.recorder import (RecorderSettings, build_settings, check_unique,
+                                       load_config_file, parse_camera_arg)
+from appliance.core.errors import VigilError
+from appliance.core.logs import setup_logging
+
+
+def iso(us: int | None) -> str | None:
+    if us is None:
+        return None
+    return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One --flag per recorder setting, generated from the settings model."""
+    group = parser.add_argument_group("recorder settings (override the config file)")
+    for name, default, text in describe(RecorderSettings):
+        kind = type(default)
+        group.add_argument(f"--{name.replace('_', '-')}", dest=f"set_{name}", default=None,
+                           type=kind if kind in (int, float) else str,
+                           help=f"{text} [default {default}]")
+
+
+def collect_settings(args: argparse.Namespace) -> RecorderSettings:
+    values: dict[str, Any] = {}
+    cameras = []
+    if args.config:
+        values, cameras = load_config_file(Path(args.config))
+    for key, value in vars(args).items():
+        if key.startswith("set_") and value is not None:
+            values[key[4:]] = value
+    cameras += [parse_camera_arg(text) for text in args.camera or []]
+    check_unique(cameras)
+    args.cameras = cameras
+    return build_settings(values)
+
+
+def run_until_signalled(start: Callable[[], None], tick: Callable[[], None],
+                        stop: Callable[[], Any], interval: float = 1.0) -> None:
+    """Start, tick about once a second until SIGINT/SIGTERM, then stop cleanly."""
+    stopping = threading.Event()
+
+    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        start()
+        while not stopping.wait(interval):
+            tick()
+    finally:
+        stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from appliance.recorder.service import Recorder
+    from appliance.recorder.status import render
+
+    settings = collect_settings(args)
+    if not args.cameras:
+        raise VigilError("no cameras: give --camera NAME=rtsp://... or a --config file")
+    lock = threading.Lock()
+
+    def emit(event: dict) -> None:
+        with lock:
+            sys.stdout.write(json.dumps(event) + "\n")
+            sys.stdout.flush()
+
+    recorder = Recorder(Path(args.data), args.cameras, settings, emit=emit if args.events else None)
+    show = not args.events and (args.status == "always" or
+                                (args.status == "auto" and sys.stdout.isatty()))
+
+    def tick() -> None:
+        views = recorder.tick()
+        recording = sum(v.state == "recording" for v in views)
+        recorder.notifier.status(f"{recording}/{len(views)} cameras recording")
+        if show:
+            clear = "\x1b[H\x1b[J" if sys.stdout.isatty() else ""
+            print(clear + render(views), flush=True)
+
+    run_until_signalled(recorder.start, tick, recorder.stop)
+    return 0
+
+
+def cmd_segments(args: argparse.Namespace) -> int:
+    from appliance.recorder.index import RecordingIndex
+
+    index = RecordingIndex(Path(args.data), readonly=True)
+    try:
+        cameras = [args.camera] if args.camera else index.cameras()
+        statuses = index.statuses()
+        report = {}
+        for cam in cameras:
+            report[cam] = {
+                "status": statuses.get(cam),
+                "segments": [{**seg.__dict__, "start": iso(seg.start_us), "end": iso(seg.end_us)}
+                             for seg in index.segments(cam)],
+                "gaps": [{**gap.__dict__, "start": iso(gap.start_us), "end": iso(gap.end_us)}
+                         for gap in index.gaps(cam)],
+            }
+    finally:
+        index.close()
+    if args.json:
+        out = report[args.camera] | {"camera": args.camera} if args.camera else {"cameras": report}
+        print(json.dumps(out, indent=1))
+        return 0
+    for cam, data in report.items():
+        spans = sorted([(s["start_us"], "segment", s) for s in data["segments"]] +
+                       [(g["start_us"], "gap", g) for g in data["gaps"]], key=lambda x: x[0])
+        print(f"== {cam}: {len(data['segments'])} segments, {len(data['gaps'])} gaps")
+        for _, kind, item in spans:
+            if kind == "segment":
+                print(f"  {item['start']} .. {item['end']}  {item['bytes']:>10} B  "
+                      f"{item['status']:<9} {item['path']}")
+            else:
+                print(f"  {item['start']} .. {item['end'] or 'now':<29}  gap: {item['cause']} "
+                      f"({item['detail']})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from appliance.devmode import run_dev
+
+    return run_dev(Path(args.var), cameras=args.cameras, port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nvr", description="Vigil NVR appliance")
+    parser.add_argument("--version", action="version", version=f"nvr {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rec = sub.add_parser("record", help="record cameras in the foreground")
+    rec.add_argument("--data", required=True, help="data directory (recordings and index)")
+    rec.add_argument("--camera", action="append", metavar="NAME=URL",
+                     help="a camera to record (repeatable); rtsp:// or rtsps:// only")
+    rec.add_argument("--config", help="TOML file with [recorder] settings and [[camera]] entries")
+    rec.add_argument("--status", choices=["auto", "always", "never"], default="auto",
+                     help="console status table (auto: when stdout is a terminal)")
+    rec.add_argument("--events", action="store_true",
+                     help="print one JSON object per event on stdout (state, durable, segment, gap)")
+    add_settings_flags(rec)
+    rec.set_defaults(func=cmd_record)
+
+    seg = sub.add_parser("segments", help="list recorded segments and gaps")
+    seg.add_argument("--data", required=True)
+    seg.add_argument("--camera")
+    seg.add_argument("--json", action="store_true")
+    seg.set_defaults(func=cmd_segments)
+
+    run = sub.add_parser("run", help="development mode: simulated board and cameras, recorder")
+    run.add_argument("--var", default="var", help="working directory (cache/, data/)")
+    run.add_argument("--cameras", type=int, default=2, help="number of simulated cameras")
+    run.add_argument("--port", type=int, default=8554, help="RTSP port of the simulated cameras")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return args.func(args)
+    except VigilError as exc:
+        print(f"nvr: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shared foundations: clock, errors, logging, systemd notification."""

@@ -1,0 +1,1 @@
+"""The recorder: RTSP ingest, fMP4 segmenter, SQLite index, start-up reconciliation."""

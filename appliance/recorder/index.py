@@ -1,0 +1,249 @@
+"""The recording index: SQLite in WAL mode on the data disk.
+
+Tables: segments, gaps (with cause), camera_status, alerts, meta. The recorder is the
+only writer of these tables; readers (CLI, later the web UI) open their own connection.
+Times are integer microseconds since the Unix epoch (UTC).
+
+Durability: WAL with synchronous=NORMAL. A power cut may roll back the last commits,
+which start-up reconciliation restores from the files (the files are the truth).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.core.errors import DataLoss
+
+log = logging.getLogger(__name__)
+
+INDEX_NAME = "index.sqlite3"
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS segments (
+    id INTEGER PRIMARY KEY,
+    camera TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    path TEXT NOT NULL UNIQUE,
+    video_codec TEXT,
+    audio_codec TEXT,
+    width INTEGER,
+    height INTEGER,
+    fragments INTEGER NOT NULL DEFAULT 0,
+    packets INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'recovered', 'missing')),
+    UNIQUE (camera, seq)
+);
+CREATE INDEX IF NOT EXISTS segments_by_time ON segments (camera, start_us);
+CREATE TABLE IF NOT EXISTS gaps (
+    id INTEGER PRIMARY KEY,
+    camera TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    end_us INTEGER,
+    cause TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS gaps_by_time ON gaps (camera, start_us);
+CREATE TABLE IF NOT EXISTS camera_status (
+    camera TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    heartbeat_us INTEGER NOT NULL,
+    stats TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    time_us INTEGER NOT NULL,
+    severity TEXT NOT NULL,
+    source TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+"""
+
+
+class GapCause:
+    """Why a camera has no footage for a time span (stored as text in gaps.cause)."""
+
+    UNREACHABLE = "camera_unreachable"
+    AUTH_FAILED = "auth_failed"
+    STREAM_ENDED = "stream_ended"
+    STREAM_STALLED = "stream_stalled"
+    STREAM_ERROR = "stream_error"
+    NO_KEYFRAME = "no_keyframe"
+    UNSUPPORTED = "unsupported_stream"
+    DISK_ERROR = "disk_error"
+    RECORDER_STOPPED = "recorder_stopped"
+    CRASH = "power_loss_or_crash"
+
+
+@dataclass
+class Segment:
+    camera: str
+    seq: int
+    start_us: int
+    end_us: int
+    bytes: int
+    path: str  # relative to the data directory
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fragments: int = 0
+    packets: int = 0
+    status: str = "ok"
+    id: int | None = field(default=None, compare=False)
+
+
+@dataclass
+class Gap:
+    camera: str
+    start_us: int
+    end_us: int | None
+    cause: str
+    detail: str = ""
+    id: int | None = None
+
+
+class RecordingIndex:
+    def __init__(self, data_dir: Path, readonly: bool = False) -> None:
+        self.path = Path(data_dir) / INDEX_NAME
+        self._lock = threading.Lock()
+        if readonly:
+            if not self.path.exists():
+                raise DataLoss(f"no recording index at {self.path}")
+            uri = f"file:{self.path}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=10)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10,
+                                       isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._check_integrity()
+            self._db.executescript(SCHEMA)
+            self._set_meta_if_missing("schema_version", str(SCHEMA_VERSION))
+        self._db.row_factory = sqlite3.Row
+
+    def _check_integrity(self) -> None:
+        result = self._db.execute("PRAGMA quick_check").fetchone()[0]
+        if result != "ok":
+            raise DataLoss(f"recording index {self.path} failed its integrity check: {result}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _write(self, sql: str, args: tuple = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # --- meta -------------------------------------------------------------------------
+    def _set_meta_if_missing(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write("INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._read("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0]["value"] if rows else None
+
+    # --- segments ---------------------------------------------------------------------
+    def add_segment(self, seg: Segment) -> int:
+        values = asdict(seg)
+        values.pop("id")
+        cols = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        cur = self._write(f"INSERT INTO segments ({cols}) VALUES ({marks})", tuple(values.values()))
+        seg.id = cur.lastrowid
+        return seg.id
+
+    def segments(self, camera: str | None = None, start_us: int | None = None,
+                 end_us: int | None = None) -> list[Segment]:
+        sql, args = "SELECT * FROM segments WHERE 1=1", []
+        if camera is not None:
+            sql += " AND camera = ?"
+            args.append(camera)
+        if start_us is not None:
+            sql += " AND end_us > ?"
+            args.append(start_us)
+        if end_us is not None:
+            sql += " AND start_us < ?"
+            args.append(end_us)
+        sql += " ORDER BY camera, start_us, seq"
+        return [Segment(**dict(row)) for row in self._read(sql, tuple(args))]
+
+    def update_segment(self, seg_id: int, **values: Any) -> None:
+        sets = ", ".join(f"{key} = ?" for key in values)
+        self._write(f"UPDATE segments SET {sets} WHERE id = ?", (*values.values(), seg_id))
+
+    def max_seq(self, camera: str) -> int:
+        rows = self._read("SELECT MAX(seq) AS m FROM segments WHERE camera = ?", (camera,))
+        return rows[0]["m"] if rows and rows[0]["m"] is not None else 0
+
+    def last_segment_end(self, camera: str) -> int | None:
+        rows = self._read("SELECT MAX(end_us) AS e FROM segments WHERE camera = ? "
+                          "AND status != 'missing'", (camera,))
+        return rows[0]["e"] if rows else None
+
+    def cameras(self) -> list[str]:
+        rows = self._read("SELECT camera FROM segments UNION SELECT camera FROM gaps "
+                          "UNION SELECT camera FROM camera_status ORDER BY camera")
+        return [row["camera"] for row in rows]
+
+    # --- gaps -------------------------------------------------------------------------
+    def open_gap(self, camera: str, start_us: int, cause: str, detail: str = "") -> int:
+        cur = self._write("INSERT INTO gaps (camera, start_us, end_us, cause, detail) "
+                          "VALUES (?, ?, NULL, ?, ?)", (camera, start_us, cause, detail))
+        return cur.lastrowid
+
+    def close_gap(self, gap_id: int, end_us: int) -> None:
+        self._write("UPDATE gaps SET end_us = MAX(?, start_us) WHERE id = ?", (end_us, gap_id))
+
+    def open_gaps(self, camera: str) -> list[Gap]:
+        rows = self._read("SELECT * FROM gaps WHERE camera = ? AND end_us IS NULL ORDER BY id",
+                          (camera,))
+        return [Gap(**dict(row)) for row in rows]
+
+    def gaps(self, camera: str | None = None) -> list[Gap]:
+        sql, args = "SELECT * FROM gaps", ()
+        if camera is not None:
+            sql, args = sql + " WHERE camera = ?", (camera,)
+        return [Gap(**dict(row)) for row in self._read(sql + " ORDER BY camera, start_us, id", args)]
+
+    # --- status and alerts --------------------------------------------------------------
+    def write_status(self, camera: str, state: str, detail: str, heartbeat_us: int,
+                     stats: dict[str, Any]) -> None:
+        self._write("INSERT INTO camera_status (camera, state, detail, heartbeat_us, stats) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (camera) DO UPDATE SET "
+                    "state = excluded.state, detail = excluded.detail, "
+                    "heartbeat_us = excluded.heartbeat_us, stats = excluded.stats",
+                    (camera, state, detail, heartbeat_us, json.dumps(stats, sort_keys=True)))
+
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        return {row["camera"]: {"state": row["state"], "detail": row["detail"],
+                                "heartbeat_us": row["heartbeat_us"], **json.loads(row["stats"])}
+                for row in self._read("SELECT * FROM camera_status ORDER BY camera")}
+
+    def add_alert(self, time_us: int, severity: str, source: str, message: str) -> None:
+        log.warning("alert severity=%s source=%s: %s", severity, source, message)
+        self._write("INSERT INTO alerts (time_us, severity, source, message) VALUES (?, ?, ?, ?)",
+                    (time_us, severity, source, message))
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._read("SELECT * FROM alerts ORDER BY id")]

@@ -1,0 +1,159 @@
+"""The recorder process: reconcile, then one ingest thread per camera, status and watchdog.
+
+Watchdog rule (DESIGN.md, security.md §4.4): `WATCHDOG=1` is sent only while every
+enabled camera's thread shows progress, i.e. it received a packet, finished a connection
+attempt or is inside a bounded wait within `settings.progress_deadline`. A thread stuck in
+a read or a disk write stops the pings and systemd restarts the whole recorder.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.config.recorder import CameraConfig, RecorderSettings
+from appliance.core.clock import Clock, RealClock
+from appliance.core.sdnotify import SystemdNotifier
+from appliance.recorder.camera import CameraRecorder, Emit
+from appliance.recorder.index import GapCause, RecordingIndex
+from appliance.recorder.reconcile import ReconcileReport, reconcile
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY = 2.0
+
+
+@dataclass
+class CameraView:
+    """One camera's status as shown on the console and stored in camera_status."""
+
+    name: str
+    state: str
+    detail: str
+    bitrate_bps: float
+    segments: int
+    stats: dict[str, Any]
+
+
+class Recorder:
+    def __init__(self, data_dir: Path, cameras: list[CameraConfig], settings: RecorderSettings,
+                 clock: Clock | None = None, notifier: SystemdNotifier | None = None,
+                 emit: Emit | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.cameras = [cam for cam in cameras if cam.enabled]
+        self.settings = settings
+        self.clock = clock or RealClock()
+        self.notifier = notifier or SystemdNotifier()
+        self.emit = emit
+        self.stop_event = threading.Event()
+        self.index: RecordingIndex | None = None
+        self.workers: dict[str, CameraRecorder] = {}
+        self.reconcile_report: ReconcileReport | None = None
+        self._bitrate: dict[str, float] = {}
+        self._last_bytes: dict[str, tuple[float, int]] = {}
+        self._last_status = 0.0
+        self._last_ping = 0.0
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.index = RecordingIndex(self.data_dir)
+        self.reconcile_report = reconcile(self.data_dir, self.index)
+        clean = self.index.get_meta("clean_shutdown") != "0"
+        self.index.set_meta("clean_shutdown", "0")
+        for cam in self.cameras:
+            worker = CameraRecorder(cam, self.settings, self.data_dir, self.index, self.clock,
+                                    self.stop_event, self.emit, self._initial_gap(cam.name, clean))
+            self.workers[cam.name] = worker
+        for worker in self.workers.values():
+            worker.start()
+        self.notifier.ready()
+        log.info("recorder started: %d camera(s), data in %s", len(self.workers), self.data_dir)
+
+    def _initial_gap(self, camera: str, clean: bool) -> tuple[int, str] | None:
+        """The gap this camera is in at start: the one left open, or a crash gap."""
+        index = self.index
+        open_gaps = index.open_gaps(camera)
+        if clean:
+            for gap in open_gaps[:-1]:
+                index.close_gap(gap.id, open_gaps[-1].start_us)
+            return (open_gaps[-1].id, open_gaps[-1].cause) if open_gaps else None
+        last_end = index.last_segment_end(camera) or 0
+        heartbeat = index.statuses().get(camera, {}).get("heartbeat_us", 0)
+        crash_at = max(last_end, heartbeat)
+        if not crash_at:
+            return None  # a camera that never recorded has nothing to account for
+        for gap in open_gaps:
+            index.close_gap(gap.id, crash_at)
+        gap_id = index.open_gap(camera, crash_at, GapCause.CRASH,
+                                "the recorder did not shut down cleanly (power loss or crash)")
+        return gap_id, GapCause.CRASH
+
+    # --- periodic work ------------------------------------------------------------------
+    def tick(self) -> list[CameraView]:
+        """Called about once a second by the owner of the process: status and watchdog."""
+        now = self.clock.monotonic()
+        views = self.views(now)
+        if now - self._last_status >= STATUS_EVERY:
+            self._last_status = now
+            wall_us = int(self.clock.wall() * 1_000_000)
+            for view in views:
+                self.index.write_status(view.name, view.state, view.detail, wall_us,
+                                        {**view.stats, "bitrate_bps": round(view.bitrate_bps)})
+        interval = self.notifier.watchdog_interval
+        if interval and now - self._last_ping >= interval / 2:
+            stalled = self.stalled_cameras(now)
+            if stalled:
+                log.error("watchdog not fed: no progress from camera(s) %s", ", ".join(stalled))
+            else:
+                self.notifier.watchdog()
+                self._last_ping = now
+        return views
+
+    def stalled_cameras(self, now: float | None = None) -> list[str]:
+        now = self.clock.monotonic() if now is None else now
+        limit = self.settings.progress_deadline
+        return [name for name, w in self.workers.items() if now - w.stats.last_progress > limit]
+
+    def views(self, now: float | None = None) -> list[CameraView]:
+        now = self.clock.monotonic() if now is None else now
+        views = []
+        for name, worker in self.workers.items():
+            stats = worker.stats
+            then, then_bytes = self._last_bytes.get(name, (now, stats.bytes_in))
+            if now - then >= 1.0:
+                rate = (stats.bytes_in - then_bytes) * 8 / (now - then)
+                old = self._bitrate.get(name)
+                self._bitrate[name] = rate if old is None else 0.5 * old + 0.5 * rate
+                self._last_bytes[name] = (now, stats.bytes_in)
+            elif name not in self._last_bytes:
+                self._last_bytes[name] = (now, stats.bytes_in)
+            views.append(CameraView(name, stats.state, stats.detail, self._bitrate.get(name, 0.0),
+                                    stats.segments, stats.public()))
+        return views
+
+    # --- shutdown -------------------------------------------------------------------------
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop every camera (closing its segment) and mark the shutdown clean."""
+        self.notifier.stopping()
+        self.stop_event.set()
+        deadline = self.clock.monotonic() + (timeout if timeout is not None else
+                                             self.settings.read_timeout + 5)
+        all_done = True
+        for worker in self.workers.values():
+            all_done &= worker.join(max(0.1, deadline - self.clock.monotonic()))
+        if self.index is not None:
+            self.tick_status_now()
+            if all_done:
+                self.index.set_meta("clean_shutdown", "1")
+            else:
+                log.error("some camera threads did not stop in time; the next start reconciles")
+            self.index.close()
+            self.index = None
+        return all_done
+
+    def tick_status_now(self) -> None:
+        self._last_status = float("-inf")
+        self.tick()

@@ -1,0 +1,66 @@
+import sqlite3
+
+import pytest
+
+from appliance.core.errors import DataLoss
+from appliance.recorder.index import GapCause, RecordingIndex, Segment
+
+
+def seg(camera, seq, start, end, **kw):
+    return Segment(camera=camera, seq=seq, start_us=start, end_us=end, bytes=100,
+                   path=f"recordings/{camera}/{seq}.mp4", **kw)
+
+
+def test_segments_by_time_range_and_camera(tmp_path):
+    index = RecordingIndex(tmp_path)
+    for i in range(5):
+        index.add_segment(seg("a", i + 1, i * 60_000_000, (i + 1) * 60_000_000))
+    index.add_segment(seg("b", 1, 0, 60_000_000))
+    assert [s.seq for s in index.segments("a", 90_000_000, 200_000_000)] == [2, 3, 4]
+    assert index.max_seq("a") == 5 and index.max_seq("zzz") == 0
+    assert index.last_segment_end("a") == 300_000_000
+    assert index.cameras() == ["a", "b"]
+
+
+def test_gap_lifecycle(tmp_path):
+    index = RecordingIndex(tmp_path)
+    gap_id = index.open_gap("a", 1000, GapCause.UNREACHABLE, "refused")
+    assert [g.id for g in index.open_gaps("a")] == [gap_id]
+    index.close_gap(gap_id, 500)  # never before its start
+    gap = index.gaps("a")[0]
+    assert (gap.start_us, gap.end_us, gap.cause) == (1000, 1000, "camera_unreachable")
+    assert index.open_gaps("a") == []
+
+
+def test_duplicate_paths_and_sequence_numbers_are_refused(tmp_path):
+    index = RecordingIndex(tmp_path)
+    index.add_segment(seg("a", 1, 0, 10))
+    with pytest.raises(sqlite3.IntegrityError):
+        index.add_segment(seg("a", 1, 20, 30))
+
+
+def test_status_round_trip_and_readonly_reader(tmp_path):
+    index = RecordingIndex(tmp_path)
+    index.write_status("a", "recording", "h264", 42, {"segments": 3})
+    index.write_status("a", "unreachable", "refused", 43, {"segments": 3})
+    reader = RecordingIndex(tmp_path, readonly=True)
+    assert reader.statuses()["a"] == {"state": "unreachable", "detail": "refused",
+                                      "heartbeat_us": 43, "segments": 3}
+    with pytest.raises(sqlite3.OperationalError):
+        reader.add_alert(1, "info", "test", "readers cannot write")
+
+
+def test_wal_mode_and_a_damaged_index_is_reported(tmp_path):
+    index = RecordingIndex(tmp_path)
+    assert index._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    index.close()
+    with pytest.raises(DataLoss):
+        RecordingIndex(tmp_path / "nowhere", readonly=True)
+    path = tmp_path / "index.sqlite3"
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"index.sqlite3{suffix}").unlink(missing_ok=True)
+    raw = bytearray(path.read_bytes())
+    raw[100:4096] = b"\xff" * (4096 - 100)
+    path.write_bytes(bytes(raw))
+    with pytest.raises((DataLoss, sqlite3.DatabaseError)):
+        RecordingIndex(tmp_path)
