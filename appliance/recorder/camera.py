@@ -205,7 +205,7 @@ class CameraRecorder:
                 continue
             t = vrepair.fix(packet.dts, packet.pts, packet.duration)
             if timeline is None:
-                timeline = _Timeline(max(self._now_us(), self._floor_us), t.dts, video.time_base)
+                timeline = _Timeline(self._now_us(), t.dts, video.time_base)
             rel = t.dts - timeline.video_origin
             video_rel_seconds = rel * video.time_base
             if self._writer is None or (packet.is_keyframe and self._rotation_due(rel)):
@@ -364,7 +364,8 @@ class CameraRecorder:
         self.stats.last_progress = self.clock.monotonic()
 
     def _now_us(self) -> int:
-        return int(self.clock.wall() * 1_000_000)
+        """Wall time, but never before what this camera already recorded (monotonic timeline)."""
+        return max(int(self.clock.wall() * 1_000_000), self._floor_us)
 
     # --- waiting ---------------------------------------------------------------------------
     def _wait_before_retry(self, failure: Failure) -> None:

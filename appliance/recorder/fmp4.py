@@ -86,15 +86,15 @@ def inspect(path: Path) -> Layout:
     return Layout(file_bytes, readable, fragments, True, finished)
 
 
-def trim_torn_tail(path: Path) -> Layout:
-    """Cut a file back to its readable prefix and make that durable; returns the new layout."""
+def trim_torn_tail(path: Path) -> tuple[Layout, int]:
+    """Cut a file back to its readable prefix, durably; (the new layout, bytes cut off)."""
     layout = inspect(path)
-    if layout.torn and layout.has_init:
-        fd = os.open(path, os.O_WRONLY)
-        try:
-            os.ftruncate(fd, layout.readable_bytes)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        layout = inspect(path)
-    return layout
+    if not (layout.torn and layout.has_init):
+        return layout, 0
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, layout.readable_bytes)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return inspect(path), layout.file_bytes - layout.readable_bytes

@@ -111,7 +111,7 @@ def _recover_orphan(data_dir: Path, index: RecordingIndex, relpath: str, path: P
         return
     start_us, seq = parsed
     camera = Path(relpath).parts[1]
-    layout = trim_torn_tail(path)
+    layout, cut = trim_torn_tail(path)
     if layout.fragments == 0 and not layout.finished:
         path.unlink()
         fsync_dir(path.parent)
@@ -125,7 +125,7 @@ def _recover_orphan(data_dir: Path, index: RecordingIndex, relpath: str, path: P
         index.add_alert(_now_us(), "warning", "recorder.reconcile",
                         f"{relpath} could not be read ({exc}); it was left in place")
         return
-    if layout.torn:
+    if cut:
         report.trimmed.append(relpath)
     taken = {seg.seq for seg in index.segments(camera)}
     if seq in taken:  # an index row already holds this number: keep the file, renumber
@@ -139,7 +139,7 @@ def _recover_orphan(data_dir: Path, index: RecordingIndex, relpath: str, path: P
 
 
 def _retrim(index: RecordingIndex, seg: Segment, path: Path, report: ReconcileReport) -> None:
-    layout = trim_torn_tail(path)
+    layout, _ = trim_torn_tail(path)
     probed = probe_segment(path)
     index.update_segment(seg.id, bytes=layout.readable_bytes, fragments=layout.fragments,
                          packets=probed.packets, end_us=seg.start_us + probed.duration_us,

@@ -78,7 +78,8 @@ def test_a_file_cut_anywhere_trims_back_to_its_last_whole_fragment(small_clip, t
     for cut_at in [rng.randrange(1, len(data)) for _ in range(25)] + [b + 1 for b in boundaries]:
         torn = tmp_path / "torn.mp4"
         torn.write_bytes(data[:cut_at])
-        layout = trim_torn_tail(torn)
+        layout, cut = trim_torn_tail(torn)
+        assert cut == cut_at - layout.file_bytes
         expected = max([b for b in boundaries if b <= cut_at], default=0)
         if not layout.has_init:
             assert cut_at < boundaries[0]
@@ -92,7 +93,7 @@ def test_a_file_cut_anywhere_trims_back_to_its_last_whole_fragment(small_clip, t
 def test_trim_leaves_a_complete_file_alone(small_clip, tmp_path):
     path = write_segment(small_clip, tmp_path, [])
     before = path.read_bytes()
-    assert not trim_torn_tail(path).torn
+    assert trim_torn_tail(path)[1] == 0
     assert path.read_bytes() == before
 
 

@@ -1,0 +1,123 @@
+"""Cameras that get things wrong or differ: re-based RTP time, mid-GOP joins, H.265, audio."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from appliance.recorder.index import RecordingIndex
+from hw.camsim.clips import ensure_clip
+from hw.camsim.server import SimCamera
+from tests.integration.conftest import CACHE, ffprobe_json, video_packets
+from tests.integration.recorder_process import RecorderProcess
+
+
+def record(server_url: str, tmp_path: Path, segments: int = 2, *settings: str,
+           before_start=None) -> tuple[Path, RecordingIndex, dict]:
+    """Record one camera until `segments` segments closed; return data dir, index, status."""
+    data = tmp_path / "data"
+    with RecorderProcess(data, {"cam": server_url}, "--segment-seconds", "3", *settings) as rec:
+        rec.wait_for(lambda e: e["event"] == "segment", 60, count=segments,
+                     what=f"{segments} segments")
+        assert rec.stop() == 0
+    index = RecordingIndex(data, readonly=True)
+    return data, index, index.statuses()["cam"]
+
+
+def dts_of(path: Path) -> list[float]:
+    data = ffprobe_json(path, "-select_streams", "v:0", "-show_entries", "packet=dts_time")
+    return [float(p["dts_time"]) for p in data["packets"]]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("jump", [-10.0, 30.0])
+def test_rtp_time_rebase_mid_stream_gives_a_monotonic_gap_free_recording(
+        small_clip, camera_server, tmp_path, jump):
+    server = camera_server(SimCamera("/cam1", small_clip, audio="aac", shared=False,
+                                     rebase_after_s=2.0, rebase_by_s=jump))
+    data, index, status = record(server.url("/cam1"), tmp_path, 3)
+    assert status["timestamp_repairs"] >= 1  # the jump was seen and repaired
+    segments = index.segments("cam")
+    for before, after in zip(segments, segments[1:]):
+        assert after.start_us == before.end_us
+    total = 0.0
+    for seg in segments:
+        dts = dts_of(data / seg.path)
+        assert all(b > a for a, b in zip(dts, dts[1:])), "DTS must increase"
+        assert max((b - a for a, b in zip(dts, dts[1:])), default=0) < 0.1, "no hole inside"
+        packets, duration = video_packets(data / seg.path)
+        assert abs(packets / 25 - duration) < 0.1
+        total += duration
+    assert abs(total - (segments[-1].end_us - segments[0].start_us) / 1e6) < 0.01
+
+
+@pytest.mark.timeout(120)
+def test_joining_a_shared_stream_mid_gop_starts_the_recording_at_a_keyframe(
+        small_clip, camera_server, tmp_path):
+    server = camera_server(SimCamera("/cam1", small_clip, audio="aac", shared=True))
+    # A first viewer keeps the shared media playing, so the recorder joins mid-GOP.
+    viewer = subprocess.Popen(["ffmpeg", "-v", "error", "-rtsp_transport", "tcp", "-i",
+                               server.url("/cam1"), "-c", "copy", "-f", "null", "-"],
+                              stdin=subprocess.DEVNULL)
+    try:
+        data, index, status = record(server.url("/cam1"), tmp_path, 2)
+    finally:
+        viewer.terminate()
+        viewer.wait(10)
+    assert status["skipped_before_keyframe"] > 0
+    first = index.segments("cam")[0]
+    packets = ffprobe_json(data / first.path, "-select_streams", "v:0", "-show_entries",
+                           "packet=flags", "-read_intervals", "%+#1")["packets"]
+    assert packets[0]["flags"].startswith("K")
+
+
+@pytest.mark.timeout(300)
+def test_h265_camera_is_recorded_as_hvc1(camera_server, tmp_path):
+    clip = ensure_clip(CACHE, codec="h265", seconds=6, width=640, height=360,
+                       bitrate_kbps=600, gop=25)
+    server = camera_server(SimCamera("/cam1", clip, codec="h265", shared=False))
+    data, index, status = record(server.url("/cam1"), tmp_path, 2)
+    assert status["video"] == "hevc 640x360"
+    for seg in index.segments("cam"):
+        stream = ffprobe_json(data / seg.path, "-show_entries",
+                              "stream=codec_name,codec_tag_string")["streams"][0]
+        assert stream == {"codec_name": "hevc", "codec_tag_string": "hvc1"}
+        assert seg.video_codec == "hevc"
+        packets, duration = video_packets(data / seg.path)
+        assert packets > 0 and abs(packets / 25 - duration) < 0.1
+
+
+def audio_of(path: Path) -> list[dict]:
+    return ffprobe_json(path, "-select_streams", "a", "-count_packets", "-show_entries",
+                        "stream=codec_name,nb_read_packets")["streams"]
+
+
+@pytest.mark.timeout(120)
+def test_aac_audio_is_copied(small_clip, camera_server, tmp_path):
+    server = camera_server(SimCamera("/cam1", small_clip, audio="aac", shared=False))
+    data, index, status = record(server.url("/cam1"), tmp_path, 2)
+    for seg in index.segments("cam"):
+        audio = audio_of(data / seg.path)
+        seconds = (seg.end_us - seg.start_us) / 1e6
+        assert audio[0]["codec_name"] == "aac" and seg.audio_codec == "aac"
+        assert int(audio[0]["nb_read_packets"]) >= 20 * seconds - 2
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("policy", ["copy", "drop"])
+def test_g711_audio_is_copied_or_dropped_by_setting(camera_server, tmp_path, policy):
+    clip = ensure_clip(CACHE, codec="h264", audio="pcm_mulaw", seconds=6, width=320, height=240,
+                       bitrate_kbps=300, gop=25)
+    server = camera_server(SimCamera("/cam1", clip, audio="pcm_mulaw", shared=False))
+    data, index, status = record(server.url("/cam1"), tmp_path, 2, "--audio", policy)
+    for seg in index.segments("cam"):
+        audio = audio_of(data / seg.path)
+        if policy == "copy":
+            seconds = (seg.end_us - seg.start_us) / 1e6
+            assert audio[0]["codec_name"] == "pcm_mulaw"
+            assert int(audio[0]["nb_read_packets"]) >= 10 * seconds - 2
+        else:
+            assert audio == [] and seg.audio_codec is None
+    assert (status["audio_dropped"] != "") == (policy == "drop")
