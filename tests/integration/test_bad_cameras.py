@@ -59,7 +59,7 @@ def test_broken_cameras_get_clear_states_and_never_disturb_a_good_one(
     cameras = {
         "good": good.url("/cam1"),
         "unreachable": f"rtsp://127.0.0.1:{free_port()}/stream",
-        "wrongpass": locked.url("/cam1", user="admin", password="wrong"),
+        "wrongpass": locked.url("/cam1", user="admin", password="s3cr3t-guess"),
         "garbage": f"rtsp://127.0.0.1:{garbage.port}/stream",
         "silent": f"rtsp://127.0.0.1:{silent.port}/stream",
     }
@@ -104,7 +104,7 @@ def test_broken_cameras_get_clear_states_and_never_disturb_a_good_one(
             assert index.segments(cam) == []
     statuses = index.statuses()
     assert statuses["wrongpass"]["state"] == "stopped"
-    assert "wrong" not in (data.parent / "data.log").read_text(), "no password in the log"
+    assert "s3cr3t-guess" not in (data.parent / "data.log").read_text(), "no password in the log"
 
 
 @pytest.mark.timeout(30)
