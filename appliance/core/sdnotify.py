@@ -19,6 +19,7 @@ class SystemdNotifier:
         self._address = env.get("NOTIFY_SOCKET") or None
         usec = env.get("WATCHDOG_USEC")
         self.watchdog_interval: float | None = int(usec) / 1e6 if usec and usec.isdigit() else None
+        self._failing = False
         if self._address and self._address.startswith("@"):
             self._address = "\0" + self._address[1:]
 
@@ -32,9 +33,13 @@ class SystemdNotifier:
         message = "\n".join(f"{key.upper()}={value}" for key, value in fields.items())
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.sendto(message.encode(), self._address)
+                # Never block the main loop on a busy notify socket; a lost ping is retried.
+                sock.sendto(message.encode(), socket.MSG_DONTWAIT, self._address)
+            self._failing = False
         except OSError as exc:
-            log.warning("sd_notify failed: %s", exc)
+            if not self._failing:  # say it once, not once per ping
+                log.warning("sd_notify failed: %s", exc)
+            self._failing = True
 
     def ready(self) -> None:
         self.notify(ready="1")

@@ -315,7 +315,7 @@ def test_digest_authentication(clips: dict[str, Path], tmp_path: Path) -> None:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(("mount", "jump_s"), [("/rebase-back", -10), ("/rebase-fwd", 5)])
 def test_rtp_rebase_is_seen_as_dts_jump(cameras: SimCameraServer, mount: str, jump_s: int) -> None:
-    video = record(cameras.url(mount), media_seconds=4).of("video")
+    video = record(cameras.url(mount), media_seconds=3).of("video")
     steps = dts_steps(video)
     jumps = [i for i, step in enumerate(steps) if step != RTP_VIDEO_TICKS_PER_FRAME]
     around = [p.dts for p in video[max(0, jumps[0] - 2) : jumps[0] + 4]] if jumps else []

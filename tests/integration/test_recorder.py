@@ -112,3 +112,30 @@ def test_camera_killed_and_restarted_leaves_a_gap_and_resumes_within_2_s(
     for seg in segments:
         ffprobe_json(data / seg.path, "-show_entries", "stream=codec_name")
     assert [g.cause for g in index.gaps("yard")] == ["recorder_stopped"]
+
+
+@pytest.mark.timeout(60)
+def test_systemd_notify_ready_watchdog_status_and_stopping(small_clip, camera_server, tmp_path):
+    server = camera_server(SimCamera("/cam1", small_clip, shared=False))
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(10)
+    env = {"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"}
+    received = []
+    with RecorderProcess(tmp_path / "data", {"cam": server.url("/cam1")}, env=env) as rec:
+        rec.wait_state("cam", "recording", 30)
+        deadline = time.monotonic() + 15
+        wanted = {"WATCHDOG=1", "STATUS=1/1 cameras recording"}
+        while time.monotonic() < deadline and not wanted <= set(received):
+            received.append(notify.recv(4096).decode())
+        assert rec.stop() == 0
+    notify.setblocking(False)
+    while True:
+        try:
+            received.append(notify.recv(4096).decode())
+        except BlockingIOError:
+            break
+    assert received[0] == "READY=1"
+    assert "WATCHDOG=1" in received
+    assert "STATUS=1/1 cameras recording" in received
+    assert received[-1] == "STOPPING=1"
