@@ -1,0 +1,92 @@
+"""`nvr run`: the appliance in development mode on the simulated board.
+
+The composition root for development: reads the `sim` board profile, generates the
+simulated cameras' clips once into <var>/cache, starts their RTSP server (a real
+gst-rtsp-server process), and records them into <var>/data with a live console status.
+Ctrl-C stops the recorder (closing segments cleanly), then the cameras.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from appliance.cli import run_until_signalled
+from appliance.config.recorder import CameraConfig, build_settings
+from appliance.core.errors import InvalidConfig
+from appliance.recorder.service import Recorder
+from appliance.recorder.status import render
+from hw.board import load_profile
+from hw.camsim.clips import ensure_clip
+from hw.camsim.server import SimCamera, SimCameraServer, free_port
+
+log = logging.getLogger(__name__)
+
+
+def port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def simulated_cameras(profile: dict, cache: Path, count: int | None) -> list[SimCamera]:
+    sim = profile["sim_cameras"]
+    count = count if count is not None else sim["count"]
+    if not 1 <= count <= 64:
+        raise InvalidConfig("--cameras must be between 1 and 64")
+    cameras = []
+    for i in range(count):
+        audio = sim["audio"][i % len(sim["audio"])]
+        audio = None if audio == "none" else audio
+        print(f"clip for camera {i + 1}: {sim['width']}x{sim['height']} {sim['codec']} "
+              f"{sim['fps']} fps {sim['bitrate_kbps']} kb/s{' + ' + audio if audio else ''} "
+              "(encoded once, then cached)", flush=True)
+        clip = ensure_clip(cache, codec=sim["codec"], audio=audio, seconds=sim["clip_seconds"],
+                           width=sim["width"], height=sim["height"], fps=sim["fps"],
+                           bitrate_kbps=sim["bitrate_kbps"])
+        cameras.append(SimCamera(f"/cam{i + 1}", clip, codec=sim["codec"], audio=audio))
+    return cameras
+
+
+def run_dev(var: Path, cameras: int | None = None, port: int | None = None) -> int:
+    profile = load_profile("sim")
+    var = var.resolve()
+    sims = simulated_cameras(profile, var / "cache", cameras)
+    port = port or profile["sim_cameras"]["rtsp_port"]
+    if not port_is_free(port):
+        old, port = port, free_port()
+        print(f"port {old} is busy; the simulated cameras use {port}", flush=True)
+    server = SimCameraServer(port, sims, log_path=var / "camsim.log")
+    configs = [CameraConfig(f"cam{i + 1}", server.url(sim.mount)) for i, sim in enumerate(sims)]
+    recorder = Recorder(var / "data", configs, build_settings({}))
+    tty = sys.stdout.isatty()
+
+    def start() -> None:
+        server.start()
+        recorder.start()
+        print(f"board: {profile['board']['name']}; cameras: "
+              + ", ".join(f"{c.name}={c.url}" for c in configs), flush=True)
+        print(f"recording to {var / 'data'}; list with: nvr segments --data {var / 'data'}",
+              flush=True)
+
+    def tick() -> None:
+        views = recorder.tick()
+        prefix = "\x1b[H\x1b[J" if tty else ""
+        print(prefix + f"Vigil NVR development mode (Ctrl-C stops), data: {var / 'data'}\n"
+              + render(views) + "\n", flush=True)
+
+    def stop() -> None:
+        try:
+            recorder.stop()
+        finally:
+            server.stop()
+        print("stopped cleanly", flush=True)
+
+    run_until_signalled(start, tick, stop, interval=2.0)
+    return 0
