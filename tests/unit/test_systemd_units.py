@@ -26,7 +26,7 @@ def test_recorder_unit_is_notify_with_watchdog_and_hardened():
     unit = read_unit(UNIT)
     service = unit["Service"]
     assert service["Type"] == "notify"
-    assert int(service["WatchdogSec"]) >= 2 * build_settings({}).progress_deadline / 2
+    assert int(service["WatchdogSec"]) > build_settings({}).progress_deadline
     assert service["Restart"] == "always"
     assert service["ProtectSystem"] == "strict" and service["NoNewPrivileges"] == "yes"
     assert service["ReadWritePaths"] == "/srv/vigil"
