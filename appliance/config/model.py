@@ -76,7 +76,7 @@ def describe(cls: type) -> list[tuple[str, Any, str]]:
         if meta.get("low") is not None or meta.get("high") is not None:
             bounds.append(f"{meta.get('low')}..{meta.get('high')}")
         if meta.get("choices"):
-            bounds.append(" | ".join(meta["choices"]))
+            bounds.append("one of: " + ", ".join(meta["choices"]))
         text = meta.get("description", "")
         rows.append((f.name, f.default, text + (f" ({'; '.join(bounds)})" if bounds else "")))
     return rows

@@ -1,0 +1,10 @@
+"""The owner-facing settings reference, generated from the settings models (README.md)."""
+
+from __future__ import annotations
+
+from appliance.config.model import describe
+from appliance.config.recorder import RecorderSettings
+
+
+def markdown_rows(cls: type = RecorderSettings) -> list[str]:
+    return [f"| `{name}` | `{default}` | {text} |" for name, default, text in describe(cls)]
