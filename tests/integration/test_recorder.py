@@ -139,3 +139,18 @@ def test_systemd_notify_ready_watchdog_status_and_stopping(small_clip, camera_se
     assert "WATCHDOG=1" in received
     assert "STATUS=1/1 cameras recording" in received
     assert received[-1] == "STOPPING=1"
+
+
+@pytest.mark.timeout(120)
+def test_eight_cameras_starting_at_once_all_record(small_clip, camera_server, tmp_path):
+    """A thundering herd at boot: one server, eight near-simultaneous connects."""
+    cams = [SimCamera(f"/cam{i}", small_clip, audio="aac", shared=True) for i in range(8)]
+    server = camera_server(*cams)
+    urls = {f"c{i}": server.url(f"/cam{i}") for i in range(8)}
+    with RecorderProcess(tmp_path / "data", urls, "--segment-seconds", "3") as rec:
+        for name in urls:
+            rec.wait_for(lambda e, n=name: e["event"] == "durable" and e["camera"] == n, 60,
+                         what=f"{name} durable")
+        assert rec.stop() == 0
+    index = index_of(tmp_path / "data")
+    assert all(index.segments(name) for name in urls)
