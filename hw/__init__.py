@@ -1,0 +1,1 @@
+"""Hardware: interfaces, drivers, simulators and board profiles (never imports appliance)."""
