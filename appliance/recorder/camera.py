@@ -165,7 +165,7 @@ class CameraRecorder:
         arepair = TimestampRepair(audio.time_base, nominal_duration(audio)) if audio else None
         timeline: _Timeline | None = None
         audio_origin: int | None = None
-        video_rel_seconds = Fraction(0)
+        video_rel = 0  # latest video time since the timeline origin, in video ticks
         streams = (video, audio) if audio is not None else (video,)
         for packet in container.demux(streams):
             if self.stop.is_set():
@@ -182,7 +182,7 @@ class CameraRecorder:
                 t = arepair.fix(packet.dts, packet.pts, packet.duration)
                 if audio_origin is None:
                     audio_origin = self._align_audio(timeline, t.dts, audio.time_base,
-                                                     video_rel_seconds)
+                                                     video_rel * video.time_base)
                 rel = t.dts - audio_origin
                 if rel >= 0:
                     self._store(self._writer.write_audio, packet, rel, t.pts - audio_origin,
@@ -191,6 +191,7 @@ class CameraRecorder:
             if timeline is not None and now - self._last_packet > self.stall_break:
                 self._break_timeline(now - self._last_packet)
                 timeline, audio_origin = None, None
+                connected = now  # the wait for a keyframe starts again
                 vrepair = TimestampRepair(video.time_base, nominal_duration(video))
                 if audio is not None:
                     arepair = TimestampRepair(audio.time_base, nominal_duration(audio))
@@ -206,8 +207,7 @@ class CameraRecorder:
             t = vrepair.fix(packet.dts, packet.pts, packet.duration)
             if timeline is None:
                 timeline = _Timeline(self._now_us(), t.dts, video.time_base)
-            rel = t.dts - timeline.video_origin
-            video_rel_seconds = rel * video.time_base
+            rel = video_rel = t.dts - timeline.video_origin
             if self._writer is None or (packet.is_keyframe and self._rotation_due(rel)):
                 self._rotate(timeline, rel, video, audio)
             self._store(self._writer.write_video, packet, rel, t.pts - timeline.video_origin,
