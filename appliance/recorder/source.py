@@ -40,17 +40,21 @@ class StreamFailure(Exception):
 
 
 def open_stream(url: str, connect_timeout: float, read_timeout: float) -> av.container.InputContainer:
-    """RTSP over TCP, with a deadline on the handshake and on every read afterwards."""
+    """RTSP over TCP, with a deadline on the handshake and on every read afterwards.
+
+    Reads are bounded by libav's own socket timeout (the RTSP `timeout` option, in C).
+    PyAV's `timeout=` deadline guards the handshake only: it works through a Python
+    interrupt callback that libav calls very often, which measurably costs CPU per
+    stream when it also guards every read (bench/README.md).
+    """
     options = {
         "rtsp_transport": "tcp",
         "rtsp_flags": "prefer_tcp",
-        # libav's socket timeout for RTSP (microseconds); the interrupt deadline below
-        # covers the rest of the handshake.
         "timeout": str(int(read_timeout * 1_000_000)),
         "allowed_media_types": "video+audio",
         "analyzeduration": "2000000",
     }
-    return av.open(url, options=options, timeout=(connect_timeout, read_timeout))
+    return av.open(url, options=options, timeout=(connect_timeout, None))
 
 
 def classify(exc: BaseException, elapsed: float, timeout: float) -> Failure:

@@ -159,3 +159,28 @@ def threading_wait(seconds: float) -> None:
     import threading
 
     threading.Event().wait(seconds)
+
+
+@pytest.mark.timeout(120)
+def test_a_stream_silent_for_longer_than_the_read_timeout_is_reconnected(
+        small_clip, camera_server, tmp_path):
+    from tests.integration.relay import PausingRelay
+
+    server = camera_server(SimCamera("/cam1", small_clip, shared=True))
+    relay = PausingRelay(server.port)
+    data = tmp_path / "data"
+    try:
+        url = f"rtsp://127.0.0.1:{relay.port}/cam1"
+        with RecorderProcess(data, {"cam": url}, "--read-timeout", "3",
+                             "--backoff-initial", "0.5") as rec:
+            rec.wait_for(lambda e: e["event"] == "durable", 30, what="a fragment")
+            relay.pause()  # and it stays silent until the recorder gives up on it
+            gap = rec.wait_for(lambda e: e["event"] == "gap_open", 15, what="a gap")[0]
+            rec.wait_for(lambda e: e["event"] == "state" and e["state"] == "connecting", 15,
+                         count=2, what="a reconnect while the old stream is silent")
+            relay.resume()
+            rec.wait_for(lambda e: e["event"] == "gap_close", 30, what="gap closed")
+            assert rec.stop() == 0
+    finally:
+        relay.close()
+    assert gap["cause"] == "stream_stalled"
