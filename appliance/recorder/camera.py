@@ -63,16 +63,38 @@ class CameraStats:
 
 
 class _Timeline:
-    """Media-time origin and wall anchor of one continuous run of packets."""
+    """Media-time origin and wall anchor of one continuous run of packets.
 
-    def __init__(self, anchor_us: int, video_origin: int, video_tb: Fraction) -> None:
+    The anchor is first the arrival time of the first keyframe. But the demuxer hands
+    over the packets it read while probing the stream (about a second) all at once, so
+    the first frames arrive "late". For the first `SETTLE_US` of media the anchor may move
+    earlier, to the smallest `arrival - media time` seen, never below `lowest_us` (the end
+    of what was recorded before, or the start of the gap this timeline closes).
+    """
+
+    SETTLE_US = 5_000_000
+
+    def __init__(self, anchor_us: int, video_origin: int, video_tb: Fraction,
+                 lowest_us: int) -> None:
         self.anchor_us = anchor_us
         self.video_origin = video_origin
         self.video_tb = video_tb
         self.origin_seconds = video_origin * video_tb
+        self.lowest_us = min(lowest_us, anchor_us)
+        self.settling = True
+
+    def media_us(self, rel_video_ticks: int) -> int:
+        return int(round(rel_video_ticks * self.video_tb * 1_000_000))
 
     def wall_us(self, rel_video_ticks: int) -> int:
-        return self.anchor_us + int(round(rel_video_ticks * self.video_tb * 1_000_000))
+        return self.anchor_us + self.media_us(rel_video_ticks)
+
+    def settle(self, rel_video_ticks: int, arrival_us: int) -> None:
+        media = self.media_us(rel_video_ticks)
+        if media > self.SETTLE_US:
+            self.settling = False
+            return
+        self.anchor_us = max(self.lowest_us, min(self.anchor_us, arrival_us - media))
 
     def audio_origin(self, audio_tb: Fraction) -> int:
         return int(self.origin_seconds / audio_tb)
@@ -103,6 +125,7 @@ class CameraRecorder:
         self._floor_us = index.last_segment_end(camera.name) or 0
         self._last_packet = 0.0
         self._repairs_before = 0
+        self._gap_closed_by_writer: int | None = None
         self._thread = threading.Thread(target=self._run, name=f"camera-{camera.name}", daemon=True)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -206,8 +229,11 @@ class CameraRecorder:
                 continue
             t = vrepair.fix(packet.dts, packet.pts, packet.duration)
             if timeline is None:
-                timeline = _Timeline(self._now_us(), t.dts, video.time_base)
+                timeline = _Timeline(self._now_us(), t.dts, video.time_base,
+                                     max(self._floor_us, self._open_gap_start()))
             rel = video_rel = t.dts - timeline.video_origin
+            if timeline.settling:
+                timeline.settle(rel, int(self.clock.wall() * 1_000_000))
             if self._writer is None or (packet.is_keyframe and self._rotation_due(rel)):
                 self._rotate(timeline, rel, video, audio)
             self._store(self._writer.write_video, packet, rel, t.pts - timeline.video_origin,
@@ -261,6 +287,8 @@ class CameraRecorder:
 
     # --- segments -------------------------------------------------------------------------
     def _rotate(self, timeline: _Timeline, rel: int, video, audio) -> None:
+        if self._writer is not None:
+            timeline.settling = False  # a closed segment's times must stay as indexed
         self._finish_segment()
         start_us = timeline.wall_us(rel)
         relpath = segment_relpath(self.camera.name, start_us, self._next_seq)
@@ -273,6 +301,7 @@ class CameraRecorder:
         self._writer_seq = self._next_seq
         self._next_seq += 1
         self.stats.current_segment = relpath
+        self._gap_closed_by_writer = self._gap_id
         self._end_gap(start_us)
 
     def _store(self, write, packet: av.Packet, dts: int, pts: int, duration: int) -> None:
@@ -312,6 +341,9 @@ class CameraRecorder:
             audio_codec=writer.audio_codec, width=writer.width, height=writer.height,
             fragments=closed.fragments, packets=closed.packets)
         self.index.add_segment(segment)
+        if self._gap_closed_by_writer is not None:  # the anchor may have settled earlier
+            self.index.close_gap(self._gap_closed_by_writer, segment.start_us)
+            self._gap_closed_by_writer = None
         self.stats.segments += 1
         self._gap_start_us = self._floor_us = segment.end_us
         self.emit({"event": "segment", "camera": self.camera.name, "path": segment.path,
@@ -344,6 +376,9 @@ class CameraRecorder:
         self.stats.last_gap = {"cause": cause, "detail": detail, "start_us": start_us, "end_us": None}
         self.emit({"event": "gap_open", "camera": self.camera.name, "cause": cause,
                    "start_us": start_us, "detail": detail})
+
+    def _open_gap_start(self) -> int:
+        return self.stats.last_gap.get("start_us", 0) if self._gap_id is not None else 0
 
     def _end_gap(self, end_us: int) -> None:
         if self._gap_id is None:
