@@ -114,6 +114,7 @@ class SegmentWriter:
         self._written = 0        # bytes libav has handed to the kernel
         self._durable = 0        # bytes covered by the last fdatasync
         self._unsynced_fragments = 0
+        self._watch_size = True  # the header arrives with the first packet
         self.fragments = 0
         self.packets = 0
         self.first_dts: int | None = None
@@ -124,6 +125,8 @@ class SegmentWriter:
         if self.first_dts is None:
             self.first_dts = dts
         self.end_dts = dts + duration
+        if packet.is_keyframe:
+            self._watch_size = True  # this keyframe ends a fragment: the file will grow
         self._mux(packet, self._video_out, dts, pts, duration)
 
     def write_audio(self, packet: av.Packet, dts: int, pts: int, duration: int) -> None:
@@ -135,8 +138,13 @@ class SegmentWriter:
         packet.stream = stream
         self._out.mux(packet)
         self.packets += 1
+        if not self._watch_size:
+            return
+        # The fragment reaches the file when the muxer's interleaving lets the keyframe
+        # through: at this packet or one of the next few (with audio).
         size = os.fstat(self._fd).st_size
         if size != self._written:
+            self._watch_size = False
             if self._written:  # the first growth is ftyp+moov, not a fragment
                 self.fragments += 1
                 self._unsynced_fragments += 1
