@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import tempfile
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,66 @@ STDERR_TAIL_LINES = 20
 
 class ClipError(RuntimeError):
     """ffmpeg could not produce a clip; the message carries its stderr tail."""
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Everything that defines a clip; checked when built."""
+
+    codec: str = "h264"
+    audio: str | None = None
+    seconds: int = 20
+    width: int = 1920
+    height: int = 1080
+    fps: int = 25
+    bitrate_kbps: int = 4000
+    gop: int = 50
+    audio_rate: int = 48000
+
+    def __post_init__(self) -> None:
+        """Reject parameter combinations ffmpeg or the RTSP server cannot handle."""
+        if self.codec not in VIDEO_CODECS:
+            raise ValueError(f"codec must be one of {VIDEO_CODECS}, got {self.codec!r}")
+        if self.audio not in AUDIO_CODECS:
+            raise ValueError(f"audio must be one of {AUDIO_CODECS}, got {self.audio!r}")
+        if self.audio in G711_CODECS and self.audio_rate != 8000:
+            raise ValueError("G.711 audio must be 8000 Hz")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int" and (int(value) != value or value <= 0):
+                raise ValueError(f"{f.name} must be a positive integer, got {value!r}")
+        if self.width % 2 or self.height % 2:
+            raise ValueError(
+                f"width and height must be even for yuv420p, got {self.width}x{self.height}")
+
+    @property
+    def suffix(self) -> str:
+        """MP4 unless the audio is G.711, which only the QuickTime flavour can carry."""
+        return ".mov" if self.audio in G711_CODECS else ".mp4"
+
+    def file_name(self) -> str:
+        """A file name that encodes every parameter, so different clips never collide."""
+        audio_part = f"{self.audio}{self.audio_rate}" if self.audio else "noaudio"
+        return (
+            f"camsim-v{RECIPE_VERSION}_{self.codec}_{self.width}x{self.height}_{self.fps}fps"
+            f"_{self.bitrate_kbps}k_gop{self.gop}_{self.seconds}s_{audio_part}{self.suffix}"
+        )
+
+    def ffmpeg_argv(self, output: Path) -> list[str]:
+        """The full ffmpeg command line that encodes this clip into ``output``."""
+        video_source = (f"testsrc2=size={self.width}x{self.height}:rate={self.fps},"
+                        "noise=alls=12:allf=t")
+        argv = [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+        argv += ["-f", "lavfi", "-i", video_source]
+        if self.audio:
+            argv += ["-f", "lavfi", "-i", f"sine=frequency=1000:sample_rate={self.audio_rate}"]
+        argv += ["-t", str(self.seconds), "-map", "0:v"]
+        argv += video_encoder_args(self.codec, self.fps, self.bitrate_kbps, self.gop)
+        if self.audio:
+            argv += ["-map", "1:a"] + audio_encoder_args(self.audio, self.audio_rate)
+        container = "mov" if self.suffix == ".mov" else "mp4"
+        argv += ["-movflags", "+faststart", "-f", container, str(output)]
+        return argv
 
 
 def ensure_clip(
@@ -59,26 +119,18 @@ def ensure_clip(
     Generation is atomic: ffmpeg writes a temporary file in ``cache_dir`` that is
     renamed into place only when it succeeded.
     """
-    gop = gop if gop is not None else 2 * fps
-    audio_rate = audio_rate if audio_rate is not None else default_audio_rate(audio)
-    validate_clip_params(codec, audio, seconds, width, height, fps, bitrate_kbps, gop, audio_rate)
+    spec = ClipSpec(codec, audio, seconds, width, height, fps, bitrate_kbps,
+                    gop if gop is not None else 2 * fps,
+                    audio_rate if audio_rate is not None else default_audio_rate(audio))
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / clip_file_name(
-        codec, audio, seconds, width, height, fps, bitrate_kbps, gop, audio_rate
-    )
+    target = cache_dir / spec.file_name()
     if target.exists():
         return target
-    fd, temp_name = tempfile.mkstemp(dir=cache_dir, prefix=f".{target.stem}.", suffix=".tmp")
-    os.close(fd)
-    temp = Path(temp_name)
-    argv = ffmpeg_argv(
-        temp, codec, audio, seconds, width, height, fps, bitrate_kbps, gop, audio_rate
-    )
+    temp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")
     log.info("encoding clip path=%s", target)
     try:
-        run_ffmpeg(argv, timeout_s)
-        os.chmod(temp, 0o644)  # mkstemp creates 0600
+        run_ffmpeg(spec.ffmpeg_argv(temp), timeout_s)
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)
@@ -86,92 +138,7 @@ def ensure_clip(
 
 
 def default_audio_rate(audio: str | None) -> int:
-    """8 kHz for G.711 (the only rate RTP/AVP payload types 0 and 8 allow), else 48 kHz."""
     return 8000 if audio in G711_CODECS else 48000
-
-
-def validate_clip_params(
-    codec: str,
-    audio: str | None,
-    seconds: int,
-    width: int,
-    height: int,
-    fps: int,
-    bitrate_kbps: int,
-    gop: int,
-    audio_rate: int,
-) -> None:
-    """Reject parameter combinations ffmpeg or the RTSP server cannot handle."""
-    if codec not in VIDEO_CODECS:
-        raise ValueError(f"codec must be one of {VIDEO_CODECS}, got {codec!r}")
-    if audio not in AUDIO_CODECS:
-        raise ValueError(f"audio must be one of {AUDIO_CODECS}, got {audio!r}")
-    if audio in G711_CODECS and audio_rate != 8000:
-        raise ValueError("G.711 audio must be 8000 Hz")
-    for name, value in (
-        ("seconds", seconds),
-        ("width", width),
-        ("height", height),
-        ("fps", fps),
-        ("bitrate_kbps", bitrate_kbps),
-        ("gop", gop),
-        ("audio_rate", audio_rate),
-    ):
-        if int(value) != value or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if width % 2 or height % 2:
-        raise ValueError(f"width and height must be even for yuv420p, got {width}x{height}")
-
-
-def clip_file_name(
-    codec: str,
-    audio: str | None,
-    seconds: int,
-    width: int,
-    height: int,
-    fps: int,
-    bitrate_kbps: int,
-    gop: int,
-    audio_rate: int,
-) -> str:
-    """A file name that encodes every parameter, so different clips never collide."""
-    audio_part = f"{audio}{audio_rate}" if audio else "noaudio"
-    return (
-        f"camsim-v{RECIPE_VERSION}_{codec}_{width}x{height}_{fps}fps_{bitrate_kbps}k"
-        f"_gop{gop}_{seconds}s_{audio_part}{container_suffix(audio)}"
-    )
-
-
-def container_suffix(audio: str | None) -> str:
-    """MP4 unless the audio is G.711, which only the QuickTime flavour can carry."""
-    return ".mov" if audio in G711_CODECS else ".mp4"
-
-
-def ffmpeg_argv(
-    output: Path,
-    codec: str,
-    audio: str | None,
-    seconds: int,
-    width: int,
-    height: int,
-    fps: int,
-    bitrate_kbps: int,
-    gop: int,
-    audio_rate: int,
-) -> list[str]:
-    """The full ffmpeg command line that encodes one clip into ``output``."""
-    video_source = f"testsrc2=size={width}x{height}:rate={fps},noise=alls=12:allf=t"
-    argv = [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-    argv += ["-f", "lavfi", "-i", video_source]
-    if audio:
-        argv += ["-f", "lavfi", "-i", f"sine=frequency=1000:sample_rate={audio_rate}"]
-    argv += ["-t", str(seconds), "-map", "0:v"]
-    argv += video_encoder_args(codec, fps, bitrate_kbps, gop)
-    if audio:
-        argv += ["-map", "1:a"] + audio_encoder_args(audio, audio_rate)
-    container = "mov" if container_suffix(audio) == ".mov" else "mp4"
-    argv += ["-movflags", "+faststart", "-f", container, str(output)]
-    return argv
 
 
 def video_encoder_args(codec: str, fps: int, bitrate_kbps: int, gop: int) -> list[str]:
