@@ -16,7 +16,7 @@ _EXPORTS = {
     "ClipError": "hw.camsim.clips",
     "ensure_clip": "hw.camsim.clips",
     "CamSimError": "hw.camsim.server",
-    "SimCamera": "hw.camsim.server",
+    "SimCamera": "hw.camsim.spec",
     "SimCameraServer": "hw.camsim.server",
     "free_port": "hw.camsim.server",
 }

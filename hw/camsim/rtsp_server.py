@@ -60,7 +60,7 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gi
@@ -69,6 +69,9 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: find hw/
+from hw.camsim.spec import SimCamera as MountSpec, SpecError  # noqa: E402
 
 # Run as a script, __name__ is "__main__"; name the logger after the module instead.
 log = logging.getLogger("hw.camsim.rtsp_server")
@@ -98,51 +101,7 @@ AUTH_METHODS = {"basic": GstRtsp.RTSPAuthMethod.BASIC, "digest": GstRtsp.RTSPAut
 TRANSPORTS = {"tcp": GstRtsp.RTSPLowerTrans.TCP, "udp": GstRtsp.RTSPLowerTrans.UDP}
 
 
-class SpecError(ValueError):
-    """The JSON spec is malformed or inconsistent."""
-
-
 # --------------------------------------------------------------------------- spec
-
-
-@dataclass(frozen=True)
-class MountSpec:
-    """One simulated camera (see the module docstring for the meaning of each key)."""
-
-    mount: str
-    clip: str
-    codec: str = "h264"
-    audio: str | None = None
-    shared: bool = True
-    user: str | None = None
-    password: str | None = None
-    rebase_after_s: float | None = None
-    rebase_by_s: float = -10.0
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> MountSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = set(raw) - known
-        if unknown:
-            raise SpecError(f"unknown mount keys {sorted(unknown)} in {raw.get('mount')!r}")
-        spec = cls(**raw)
-        spec.validate()
-        return spec
-
-    def validate(self) -> None:
-        if not self.mount.startswith("/") or self.mount == "/":
-            raise SpecError(f"mount must look like /cam1, got {self.mount!r}")
-        if self.codec not in VIDEO_ELEMENTS:
-            raise SpecError(f"{self.mount}: codec must be one of {sorted(VIDEO_ELEMENTS)}")
-        if self.audio is not None and self.audio not in AUDIO_ELEMENTS:
-            raise SpecError(f"{self.mount}: audio must be null or one of {sorted(AUDIO_ELEMENTS)}")
-        if not Path(self.clip).is_file():
-            raise SpecError(f"{self.mount}: clip {self.clip} does not exist")
-        if (self.user is None) != (self.password is None):
-            raise SpecError(f"{self.mount}: set both user and password, or neither")
-        if self.rebase_after_s is not None and self.rebase_after_s < 0:
-            raise SpecError(f"{self.mount}: rebase_after_s must be >= 0")
-
 
 @dataclass(frozen=True)
 class ServerSpec:

@@ -28,13 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Sequence
 from urllib.parse import quote
 
 from hw.camsim.clips import ensure_clip
+from hw.camsim.spec import SimCamera
 
 log = logging.getLogger(__name__)
 
@@ -50,33 +50,6 @@ EXIT_CANNOT_LISTEN = 3  # rtsp_server.py's status when the port is taken
 
 class CamSimError(RuntimeError):
     """The simulated camera server failed to start; the message has its stderr tail."""
-
-
-@dataclass(frozen=True)
-class SimCamera:
-    """One simulated camera: a clip served on ``mount``.
-
-    ``audio`` must match the clip (None, "aac", "pcm_mulaw", "pcm_alaw"). ``shared``
-    serves every client from one pipeline, like a camera; False builds one per client.
-    ``user``/``password`` protect the mount with RTSP authentication. With
-    ``rebase_after_s`` set, RTP timestamps jump by ``rebase_by_s`` seconds once that
-    much media time has been played (once per pipeline).
-    """
-
-    mount: str
-    clip: Path | str
-    codec: str = "h264"
-    audio: str | None = None
-    shared: bool = True
-    user: str | None = None
-    password: str | None = None
-    rebase_after_s: float | None = None
-    rebase_by_s: float = -10.0
-
-    def to_spec(self) -> dict:
-        spec = asdict(self)
-        spec["clip"] = str(Path(self.clip).resolve())
-        return spec
 
 
 def free_port() -> int:
