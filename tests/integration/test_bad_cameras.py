@@ -90,7 +90,7 @@ def test_broken_cameras_get_clear_states_and_never_disturb_a_good_one(
     assert "not a valid RTSP stream" in last_detail("garbage")["detail"]
     assert 2 <= garbage.accepts <= 8, garbage.accepts  # retried, with backoff
     assert "did not answer within 2 s" in last_detail("silent")["detail"]
-    assert 1 <= silent.accepts <= 5, silent.accepts
+    assert silent.accepts in range(1, 6), silent.accepts  # one try per backoff step
 
     index = RecordingIndex(data, readonly=True)
     causes = {cam: {g.cause for g in index.gaps(cam)} for cam in cameras}
