@@ -14,6 +14,7 @@ a new timeline starts at the next keyframe.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -115,6 +116,7 @@ class CameraRecorder:
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_cap)
         self.stall_break = min(5.0, settings.read_timeout)
         self._gap_id, self._gap_cause = open_gap if open_gap else (None, None)
+        self._gap_unsaved: tuple[int, str, str] | None = None  # a gap the index refused
         self._next_seq = index.max_seq(camera.name) + 1
         self._writer: SegmentWriter | None = None
         self._writer_timeline: _Timeline | None = None
@@ -138,19 +140,32 @@ class CameraRecorder:
 
     def _run(self) -> None:
         while not self.stop.is_set():
-            started = self.clock.monotonic()
-            failure = self._session()
-            if self.stop.is_set():
-                break
-            if self.clock.monotonic() - started >= self.settings.stable_after and \
-                    self.stats.state == "recording":
-                self.backoff.reset()
-            self._fail(failure)
-            self._wait_before_retry(failure)
-            self.stats.reconnects += 1
-        self._finish_segment()
-        self._set_gap(GapCause.RECORDER_STOPPED, "the recorder was stopped", self._take_gap_start())
+            try:
+                self._cycle()
+            except Exception as exc:  # a bug or an index failure must not end this camera
+                log.exception("camera=%s unexpected error; retrying", self.camera.name)
+                self._set_state("retrying", f"internal error ({type(exc).__name__}: {exc})")
+                self._sleep(self.backoff.next_delay())
+        try:
+            self._finish_segment()
+            self._set_gap(GapCause.RECORDER_STOPPED, "the recorder was stopped",
+                          self._take_gap_start())
+        except Exception:
+            log.exception("camera=%s could not record its stop", self.camera.name)
         self._set_state("stopped", "")
+
+    def _cycle(self) -> None:
+        """One connection and, after it ends, the gap and the wait before the next."""
+        started = self.clock.monotonic()
+        failure = self._session()
+        if self.stop.is_set():
+            return
+        if self.clock.monotonic() - started >= self.settings.stable_after and \
+                self.stats.state == "recording":
+            self.backoff.reset()
+        self._fail(failure)
+        self._wait_before_retry(failure)
+        self.stats.reconnects += 1
 
     # --- one connection -----------------------------------------------------------------
     def _session(self) -> Failure:
@@ -301,6 +316,7 @@ class CameraRecorder:
         self._writer_seq = self._next_seq
         self._next_seq += 1
         self.stats.current_segment = relpath
+        self._save_open_gap()
         self._gap_closed_by_writer = self._gap_id
         self._end_gap(start_us)
 
@@ -340,7 +356,12 @@ class CameraRecorder:
             bytes=closed.bytes, path=closed.relpath, video_codec=writer.video_codec,
             audio_codec=writer.audio_codec, width=writer.width, height=writer.height,
             fragments=closed.fragments, packets=closed.packets)
-        self.index.add_segment(segment)
+        try:
+            self.index.add_segment(segment)
+        except sqlite3.Error as exc:  # e.g. the disk is full: the file is safe on disk
+            log.error("camera=%s could not index %s (%s); start-up reconciliation will",
+                      self.camera.name, segment.path, exc)
+            return
         if self._gap_closed_by_writer is not None:  # the anchor may have settled earlier
             self.index.close_gap(self._gap_closed_by_writer, segment.start_us)
             self._gap_closed_by_writer = None
@@ -367,28 +388,50 @@ class CameraRecorder:
         return start if start is not None else self._now_us()
 
     def _set_gap(self, cause: str, detail: str, start_us: int) -> None:
-        if self._gap_id is not None:
+        if self._gap_cause is not None:
             if self._gap_cause == cause:
                 return
-            self.index.close_gap(self._gap_id, start_us)
-        self._gap_id = self.index.open_gap(self.camera.name, start_us, cause, detail)
+            self._close_gap_row(start_us)
         self._gap_cause = cause
+        self._gap_unsaved = (start_us, cause, detail)
+        self._save_open_gap()
         self.stats.last_gap = {"cause": cause, "detail": detail, "start_us": start_us, "end_us": None}
         self.emit({"event": "gap_open", "camera": self.camera.name, "cause": cause,
                    "start_us": start_us, "detail": detail})
 
+    def _save_open_gap(self) -> None:
+        """Write the open gap's row; on a full disk keep it in memory and try again later."""
+        if self._gap_unsaved is None:
+            return
+        start_us, cause, detail = self._gap_unsaved
+        try:
+            self._gap_id = self.index.open_gap(self.camera.name, start_us, cause, detail)
+            self._gap_unsaved = None
+        except sqlite3.Error as exc:
+            log.error("camera=%s gap %s not stored yet (%s); retrying later",
+                      self.camera.name, cause, exc)
+
+    def _close_gap_row(self, end_us: int) -> None:
+        self._save_open_gap()
+        if self._gap_id is not None:
+            try:
+                self.index.close_gap(self._gap_id, end_us)
+            except sqlite3.Error as exc:  # stays open in the index; the next start closes it
+                log.error("camera=%s gap end not stored (%s)", self.camera.name, exc)
+        self._gap_id = self._gap_cause = self._gap_unsaved = None
+
     def _open_gap_start(self) -> int:
-        return self.stats.last_gap.get("start_us", 0) if self._gap_id is not None else 0
+        return self.stats.last_gap.get("start_us", 0) if self._gap_cause is not None else 0
 
     def _end_gap(self, end_us: int) -> None:
-        if self._gap_id is None:
+        if self._gap_cause is None:
             return
-        self.index.close_gap(self._gap_id, end_us)
+        cause = self._gap_cause
+        self._close_gap_row(end_us)
         if self.stats.last_gap:
             self.stats.last_gap["end_us"] = end_us
-        self.emit({"event": "gap_close", "camera": self.camera.name, "cause": self._gap_cause,
+        self.emit({"event": "gap_close", "camera": self.camera.name, "cause": cause,
                    "end_us": end_us})
-        self._gap_id = self._gap_cause = None
 
     def _set_state(self, state: str, detail: str) -> None:
         if (state, detail) != (self.stats.state, self.stats.detail):

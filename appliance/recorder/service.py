@@ -9,6 +9,7 @@ a read or a disk write stops the pings and systemd restarts the whole recorder.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ class Recorder:
         self._last_bytes: dict[str, tuple[float, int]] = {}
         self._last_status = 0.0
         self._last_ping = 0.0
+        self._status_failing = False
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -98,10 +100,7 @@ class Recorder:
         views = self.views(now)
         if now - self._last_status >= STATUS_EVERY:
             self._last_status = now
-            wall_us = int(self.clock.wall() * 1_000_000)
-            for view in views:
-                self.index.write_status(view.name, view.state, view.detail, wall_us,
-                                        {**view.stats, "bitrate_bps": round(view.bitrate_bps)})
+            self._store_status(views)
         interval = self.notifier.watchdog_interval
         if interval and now - self._last_ping >= interval / 2:
             stalled = self.stalled_cameras(now)
@@ -111,6 +110,20 @@ class Recorder:
                 self.notifier.watchdog()
                 self._last_ping = now
         return views
+
+    def _store_status(self, views: list[CameraView]) -> None:
+        """Persist each camera's status; a full or failing disk must not stop recording."""
+        wall_us = int(self.clock.wall() * 1_000_000)
+        try:
+            for view in views:
+                self.index.write_status(view.name, view.state, view.detail, wall_us,
+                                        {**view.stats, "bitrate_bps": round(view.bitrate_bps)})
+        except sqlite3.Error as exc:
+            if not self._status_failing:
+                log.error("camera status cannot be stored (%s); recording goes on", exc)
+            self._status_failing = True
+        else:
+            self._status_failing = False
 
     def stalled_cameras(self, now: float | None = None) -> list[str]:
         now = self.clock.monotonic() if now is None else now
@@ -147,7 +160,10 @@ class Recorder:
         if self.index is not None:
             self.tick_status_now()
             if all_done:
-                self.index.set_meta("clean_shutdown", "1")
+                try:
+                    self.index.set_meta("clean_shutdown", "1")
+                except sqlite3.Error as exc:  # the next start will treat it as a crash
+                    log.error("could not record the clean shutdown: %s", exc)
             else:
                 log.error("some camera threads did not stop in time; the next start reconciles")
             self.index.close()
