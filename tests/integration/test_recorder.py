@@ -6,7 +6,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 from appliance.recorder.index import RecordingIndex
 from hw.camsim.clips import ensure_clip
-from hw.camsim.server import SimCamera, free_port
+from hw.camsim.server import SimCamera
 from tests.integration.conftest import CACHE, ROOT, ffprobe_json, video_packets
 from tests.integration.recorder_process import RecorderProcess
 
