@@ -127,28 +127,32 @@ def test_g711_audio_is_copied_or_dropped_by_setting(camera_server, tmp_path, pol
     assert (status["audio_dropped"] != "") == (policy == "drop")
 
 
-@pytest.mark.timeout(120)
-def test_a_stream_that_stalls_with_the_connection_up_starts_a_new_segment_and_a_gap(
-        small_clip, camera_server, tmp_path):
+@pytest.fixture
+def relayed_camera(small_clip, camera_server):
+    """A camera reached through a relay that can hold its traffic: (relay, url)."""
     from tests.integration.relay import PausingRelay
 
     server = camera_server(SimCamera("/cam1", small_clip, shared=True))
     relay = PausingRelay(server.port)
+    yield relay, f"rtsp://127.0.0.1:{relay.port}/cam1"
+    relay.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_stream_that_stalls_with_the_connection_up_starts_a_new_segment_and_a_gap(
+        relayed_camera, tmp_path):
+    relay, url = relayed_camera
     data = tmp_path / "data"
-    try:
-        url = f"rtsp://127.0.0.1:{relay.port}/cam1"
-        with RecorderProcess(data, {"cam": url}, "--segment-seconds", "60",
-                             "--read-timeout", "15") as rec:
-            rec.wait_for(lambda e: e["event"] == "durable", 30, count=2, what="2 fragments")
-            relay.pause()
-            threading_wait(6.5)
-            relay.resume()
-            rec.wait_for(lambda e: e["event"] == "gap_close", 30, what="gap closed")
-            rec.wait_for(lambda e: e["event"] == "segment", 30, count=1, what="first segment")
-            assert rec.stop() == 0
-            states = [e["state"] for e in rec.matching(event="state")]
-    finally:
-        relay.close()
+    with RecorderProcess(data, {"cam": url}, "--segment-seconds", "60",
+                         "--read-timeout", "15") as rec:
+        rec.wait_for(lambda e: e["event"] == "durable", 30, count=2, what="2 fragments")
+        relay.pause()
+        threading_wait(6.5)
+        relay.resume()
+        rec.wait_for(lambda e: e["event"] == "gap_close", 30, what="gap closed")
+        rec.wait_for(lambda e: e["event"] == "segment", 30, count=1, what="first segment")
+        assert rec.stop() == 0
+        states = [e["state"] for e in rec.matching(event="state")]
     index = RecordingIndex(data, readonly=True)
     segments = index.segments("cam")
     stalls = [g for g in index.gaps("cam") if g.cause == "stream_stalled"]
@@ -167,24 +171,17 @@ def threading_wait(seconds: float) -> None:
 
 @pytest.mark.timeout(120)
 def test_a_stream_silent_for_longer_than_the_read_timeout_is_reconnected(
-        small_clip, camera_server, tmp_path):
-    from tests.integration.relay import PausingRelay
-
-    server = camera_server(SimCamera("/cam1", small_clip, shared=True))
-    relay = PausingRelay(server.port)
+        relayed_camera, tmp_path):
+    relay, url = relayed_camera
     data = tmp_path / "data"
-    try:
-        url = f"rtsp://127.0.0.1:{relay.port}/cam1"
-        with RecorderProcess(data, {"cam": url}, "--read-timeout", "3",
-                             "--backoff-initial", "0.5") as rec:
-            rec.wait_for(lambda e: e["event"] == "durable", 30, what="a fragment")
-            relay.pause()  # and it stays silent until the recorder gives up on it
-            gap = rec.wait_for(lambda e: e["event"] == "gap_open", 15, what="a gap")[0]
-            rec.wait_for(lambda e: e["event"] == "state" and e["state"] == "connecting", 15,
-                         count=2, what="a reconnect while the old stream is silent")
-            relay.resume()
-            rec.wait_for(lambda e: e["event"] == "gap_close", 30, what="gap closed")
-            assert rec.stop() == 0
-    finally:
-        relay.close()
+    with RecorderProcess(data, {"cam": url}, "--read-timeout", "3",
+                         "--backoff-initial", "0.5") as rec:
+        rec.wait_for(lambda e: e["event"] == "durable", 30, what="a fragment")
+        relay.pause()  # and it stays silent until the recorder gives up on it
+        gap = rec.wait_for(lambda e: e["event"] == "gap_open", 15, what="a gap")[0]
+        rec.wait_for(lambda e: e["event"] == "state" and e["state"] == "connecting", 15,
+                     count=2, what="a reconnect while the old stream is silent")
+        relay.resume()
+        rec.wait_for(lambda e: e["event"] == "gap_close", 30, what="gap closed")
+        assert rec.stop() == 0
     assert gap["cause"] == "stream_stalled"
