@@ -126,7 +126,6 @@ class CameraRecorder:
         # camera's initial burst put media time ahead of the wall clock).
         self._floor_us = index.last_segment_end(camera.name) or 0
         self._last_packet = 0.0
-        self._repairs_before = 0
         self._gap_closed_by_writer: int | None = None
         self._thread = threading.Thread(target=self._run, name=f"camera-{camera.name}", daemon=True)
 
@@ -191,7 +190,6 @@ class CameraRecorder:
             return classify(exc, silent, self.settings.read_timeout)
         finally:
             self._finish_segment()
-            self._repairs_before = self.stats.timestamp_repairs
             container.close()
 
     def _record(self, container: av.container.InputContainer) -> None:
@@ -199,8 +197,7 @@ class CameraRecorder:
         audio = self._pick_audio(container)
         self._set_state("waiting_keyframe", "")
         connected = self.clock.monotonic()
-        vrepair = TimestampRepair(video.time_base, nominal_duration(video))
-        arepair = TimestampRepair(audio.time_base, nominal_duration(audio)) if audio else None
+        vrepair, arepair = fresh_repairs(video, audio)
         timeline: _Timeline | None = None
         audio_origin: int | None = None
         video_rel = 0  # latest video time since the timeline origin, in video ticks
@@ -218,6 +215,7 @@ class CameraRecorder:
                 if timeline is None or arepair is None:
                     continue  # audio before the first keyframe
                 t = arepair.fix(packet.dts, packet.pts, packet.duration)
+                self.stats.timestamp_repairs += t.repaired
                 if audio_origin is None:
                     audio_origin = self._align_audio(timeline, t.dts, audio.time_base,
                                                      video_rel * video.time_base)
@@ -230,9 +228,7 @@ class CameraRecorder:
                 self._break_timeline(now - self._last_packet)
                 timeline, audio_origin = None, None
                 connected = now  # the wait for a keyframe starts again
-                vrepair = TimestampRepair(video.time_base, nominal_duration(video))
-                if audio is not None:
-                    arepair = TimestampRepair(audio.time_base, nominal_duration(audio))
+                vrepair, arepair = fresh_repairs(video, audio)
             self._last_packet = now
             if timeline is None and not packet.is_keyframe:
                 self.stats.skipped_before_keyframe += 1
@@ -243,6 +239,7 @@ class CameraRecorder:
                         "backoff"))
                 continue
             t = vrepair.fix(packet.dts, packet.pts, packet.duration)
+            self.stats.timestamp_repairs += t.repaired
             if timeline is None:
                 timeline = _Timeline(self._now_us(), t.dts, video.time_base,
                                      max(self._floor_us, self._open_gap_start()))
@@ -253,8 +250,6 @@ class CameraRecorder:
                 self._rotate(timeline, rel, video, audio)
             self._store(self._writer.write_video, packet, rel, t.pts - timeline.video_origin,
                         t.duration)
-            self.stats.timestamp_repairs = self._repairs_before + vrepair.repairs + (
-                arepair.repairs if arepair else 0)
             if self.stats.state != "recording":
                 self._set_state("recording", self.stats.video)
 
@@ -477,6 +472,14 @@ class CameraRecorder:
             if remaining <= 0:
                 return
             self.clock.sleep(min(1.0, remaining), self.stop)
+
+
+def fresh_repairs(video, audio) -> tuple[TimestampRepair, TimestampRepair | None]:
+    """Timestamp repair state for a new timeline: video, and audio if recorded."""
+    vrepair = TimestampRepair(video.time_base, nominal_duration(video))
+    if audio is None:
+        return vrepair, None
+    return vrepair, TimestampRepair(audio.time_base, nominal_duration(audio))
 
 
 def nominal_duration(stream) -> int:

@@ -159,12 +159,6 @@ class SegmentWriter:
         if self.on_durable:
             self.on_durable(self.relpath, self._durable, self.fragments)
 
-    @property
-    def duration_seconds(self) -> float:
-        if self.first_dts is None or self.end_dts is None:
-            return 0.0
-        return float((self.end_dts - self.first_dts) * self.time_base)
-
     def close(self) -> ClosedSegment:
         """Finish the file (last fragment + mfra), fsync it and its directory."""
         try:
