@@ -7,9 +7,10 @@ VAR ?= var
 
 # Debian packages: Python with venv; gst-rtsp-server (python3-gi) for the simulated
 # cameras; ffmpeg for clip generation, ffprobe checks and the benchmark's reference.
+# systemd provides systemd-analyze, which verifies the units in rootfs-overlay/.
 DEBS := python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	ffmpeg sqlite3 ca-certificates
+	ffmpeg sqlite3 ca-certificates systemd
 
 .PHONY: all setup system-packages run test soak bench clean distclean
 
