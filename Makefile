@@ -8,9 +8,15 @@ VAR ?= var
 # Debian packages: Python with venv; gst-rtsp-server (python3-gi) for the simulated
 # cameras; ffmpeg for clip generation, ffprobe checks and the benchmark's reference.
 # systemd provides systemd-analyze, which verifies the units in rootfs-overlay/.
+# Storage: smartmontools (smartctl --json), mdadm, fdisk (sfdisk), e2fsprogs (mkfs, fsck),
+# util-linux (blkid, findmnt, lsblk); libudev1 for pyudev; umockdev (with its GI typelib)
+# fakes udev devices and hotplug events in tests; the prometheus procfs Go sources carry
+# an Apache-2.0 corpus of real mdstat/sysfs samples that the RAID parser tests read.
 DEBS := python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	ffmpeg sqlite3 ca-certificates systemd
+	ffmpeg sqlite3 ca-certificates systemd \
+	smartmontools mdadm fdisk e2fsprogs util-linux libudev1 \
+	umockdev gir1.2-umockdev-1.0 golang-github-prometheus-procfs-dev
 
 .PHONY: all setup system-packages run test soak bench clean distclean
 
