@@ -15,8 +15,10 @@ from appliance import __version__
 from appliance.config.model import describe
 from appliance.config.recorder import (RecorderSettings, build_settings, check_unique,
                                        load_config_file, parse_camera_arg)
+from appliance.config.storage import StorageSettings, build_storage_settings
 from appliance.core.errors import VigilError
 from appliance.core.logs import setup_logging
+from appliance.storage.cli import register as register_storage_commands
 
 
 def iso(us: int | None) -> str | None:
@@ -25,33 +27,49 @@ def iso(us: int | None) -> str | None:
     return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat(timespec="milliseconds")
 
 
+SETTINGS_SECTIONS = {"recorder": RecorderSettings, "storage": StorageSettings}
+
+
+def parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    """One --flag per recorder setting, generated from the settings model."""
-    group = parser.add_argument_group("recorder settings (override the config file)")
-    for name, default, text in describe(RecorderSettings):
-        kind = type(default)
-        group.add_argument(f"--{name.replace('_', '-')}", dest=f"set_{name}", default=None,
-                           type=kind if kind in (int, float) else str,
-                           help=f"{text} [default {default}]")
+    """One --flag per setting of each section, generated from the settings models."""
+    for section, cls in SETTINGS_SECTIONS.items():
+        group = parser.add_argument_group(f"{section} settings (override the config file)")
+        for name, default, text in describe(cls):
+            kind = type(default)
+            convert = parse_bool if kind is bool else kind if kind in (int, float) else str
+            group.add_argument(f"--{name.replace('_', '-')}", dest=f"set_{section}__{name}",
+                               default=None, type=convert, help=f"{text} [default {default}]")
 
 
-def collect_settings(args: argparse.Namespace) -> RecorderSettings:
-    values: dict[str, Any] = {}
+def collect_settings(args: argparse.Namespace) -> tuple[RecorderSettings, StorageSettings]:
+    sections: dict[str, dict[str, Any]] = {"recorder": {}, "storage": {}}
     cameras = []
     if args.config:
-        values, cameras = load_config_file(Path(args.config))
+        loaded = load_config_file(Path(args.config))
+        sections = {"recorder": loaded.recorder, "storage": loaded.storage}
+        cameras = loaded.cameras
     for key, value in vars(args).items():
         if key.startswith("set_") and value is not None:
-            values[key[4:]] = value
+            section, name = key[4:].split("__")
+            sections[section][name] = value
     cameras += [parse_camera_arg(text) for text in args.camera or []]
     check_unique(cameras)
     args.cameras = cameras
-    return build_settings(values)
+    return build_settings(sections["recorder"]), build_storage_settings(sections["storage"])
 
 
-def run_until_signalled(start: Callable[[], None], tick: Callable[[], None],
+def run_until_signalled(start: Callable[[], None], tick: Callable[[], bool | None],
                         stop: Callable[[], Any], interval: float = 1.0) -> None:
-    """Start, tick about once a second until SIGINT/SIGTERM, then stop cleanly."""
+    """Start, tick about once a second until SIGINT/SIGTERM (or until tick returns
+    False), then stop cleanly."""
     stopping = threading.Event()
 
     def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -61,7 +79,8 @@ def run_until_signalled(start: Callable[[], None], tick: Callable[[], None],
     try:
         start()
         while not stopping.wait(interval):
-            tick()
+            if tick() is False:
+                break
     finally:
         stop()
         for sig, handler in previous.items():
@@ -72,7 +91,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     from appliance.recorder.service import Recorder
     from appliance.recorder.status import render
 
-    settings = collect_settings(args)
+    settings, storage = collect_settings(args)
     if not args.cameras:
         raise VigilError("no cameras: give --camera NAME=rtsp://... or a --config file")
     lock = threading.Lock()
@@ -82,20 +101,24 @@ def cmd_record(args: argparse.Namespace) -> int:
             sys.stdout.write(json.dumps(event) + "\n")
             sys.stdout.flush()
 
-    recorder = Recorder(Path(args.data), args.cameras, settings, emit=emit if args.events else None)
+    recorder = Recorder(Path(args.data), args.cameras, settings,
+                        emit=emit if args.events else None, storage=storage)
     show = not args.events and (args.status == "always" or
                                 (args.status == "auto" and sys.stdout.isatty()))
 
-    def tick() -> None:
+    def tick() -> bool:
         views = recorder.tick()
         recording = sum(v.state == "recording" for v in views)
-        recorder.notifier.status(f"{recording}/{len(views)} cameras recording")
+        recorder.notifier.status(f"waiting for the data disk: {recorder.waiting_for_volume}"
+                                 if recorder.waiting_for_volume else
+                                 f"{recording}/{len(views)} cameras recording")
         if show:
             clear = "\x1b[H\x1b[J" if sys.stdout.isatty() else ""
             print(clear + render(views), flush=True)
+        return recorder.exit_code is None
 
     run_until_signalled(recorder.start, tick, recorder.stop)
-    return 0
+    return recorder.exit_code or 0
 
 
 def cmd_segments(args: argparse.Namespace) -> int:
@@ -150,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--data", required=True, help="data directory (recordings and index)")
     rec.add_argument("--camera", action="append", metavar="NAME=URL",
                      help="a camera to record (repeatable); rtsp:// or rtsps:// only")
-    rec.add_argument("--config", help="TOML file with [recorder] settings and [[camera]] entries")
+    rec.add_argument("--config", help="TOML file with [recorder] and [storage] settings and "
+                     "[[camera]] entries")
     rec.add_argument("--status", choices=["auto", "always", "never"], default="auto",
                      help="console status table (auto: when stdout is a terminal)")
     rec.add_argument("--events", action="store_true",
@@ -163,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--camera")
     seg.add_argument("--json", action="store_true")
     seg.set_defaults(func=cmd_segments)
+
+    register_storage_commands(sub)
 
     run = sub.add_parser("run", help="development mode: simulated board and cameras, recorder")
     run.add_argument("--var", default="var", help="working directory (cache/, data/)")

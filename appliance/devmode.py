@@ -14,6 +14,7 @@ from pathlib import Path
 
 from appliance.cli import run_until_signalled
 from appliance.config.recorder import CameraConfig, build_settings
+from appliance.config.storage import build_storage_settings
 from appliance.core.errors import InvalidConfig
 from appliance.recorder.service import Recorder
 from appliance.recorder.status import render
@@ -64,7 +65,9 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None) -> i
         print(f"port {old} is busy; the simulated cameras use {port}", flush=True)
     server = SimCameraServer(port, sims, log_path=var / "camsim.log")
     configs = [CameraConfig(f"cam{i + 1}", server.url(sim.mount)) for i, sim in enumerate(sims)]
-    recorder = Recorder(var / "data", configs, build_settings({}))
+    # Development records into ./var/data, a plain directory: allowed here, never on the box.
+    storage = build_storage_settings({"allow_boot_media": True})
+    recorder = Recorder(var / "data", configs, build_settings({}), storage=storage)
     tty = sys.stdout.isatty()
 
     def start() -> None:

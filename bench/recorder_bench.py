@@ -205,7 +205,7 @@ def spawn(argv: list[str], log_path: Path, stop_signal: signal.Signals) -> subpr
 
 def ours_argv(nvr: Path, streams: list[Stream], data_dir: Path, segment_seconds: int) -> list[str]:
     argv = [str(nvr), "record", "--data", str(data_dir), "--status", "never",
-            "--segment-seconds", str(segment_seconds)]
+            "--segment-seconds", str(segment_seconds), "--allow-boot-media", "true"]
     for stream in streams:
         argv += ["--camera", f"{stream.name}={stream.url}"]
     return argv

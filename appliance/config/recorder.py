@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from appliance.config.model import load_section, setting
+from appliance.config.storage import CameraRetention
 from appliance.core.errors import InvalidConfig
 
 CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
@@ -59,13 +60,25 @@ class CameraConfig:
     name: str
     url: str
     enabled: bool = True
+    max_age_days: float = 0.0   # 0: the storage default
+    max_gib: float = 0.0        # 0: no size limit for this camera
 
     def __post_init__(self) -> None:
-        if not CAMERA_NAME.match(self.name):
+        if not isinstance(self.name, str) or not CAMERA_NAME.match(self.name):
             raise InvalidConfig(
                 f"camera name {self.name!r}: use 1-32 letters, digits, '-' or '_', "
                 "starting with a letter or digit")
+        if not isinstance(self.url, str):
+            raise InvalidConfig(f"camera {self.name}: the URL must be text")
         check_stream_url(self.name, self.url)
+        try:
+            self.retention
+        except InvalidConfig as exc:
+            raise InvalidConfig(f"camera {self.name}: {exc}") from None
+
+    @property
+    def retention(self) -> CameraRetention:
+        return CameraRetention(self.max_age_days, self.max_gib)
 
     @property
     def redacted_url(self) -> str:
@@ -107,24 +120,43 @@ def parse_camera_arg(text: str) -> CameraConfig:
     return CameraConfig(name=name.strip(), url=url.strip())
 
 
-def load_config_file(path: Path) -> tuple[dict[str, Any], list[CameraConfig]]:
-    """Read `[recorder]` settings and `[[camera]]` entries from a TOML file."""
+CAMERA_KEYS = tuple(f.name for f in dataclasses.fields(CameraConfig))
+SECTIONS = ("recorder", "storage", "camera")
+
+
+@dataclasses.dataclass
+class ConfigFile:
+    """The raw sections of a configuration file, checked for shape but not yet built."""
+
+    recorder: dict[str, Any]
+    storage: dict[str, Any]
+    cameras: list[CameraConfig]
+
+
+def load_config_file(path: Path) -> ConfigFile:
+    """Read `[recorder]` and `[storage]` settings and `[[camera]]` entries from a TOML file."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InvalidConfig(f"{path}: cannot read the configuration ({exc})") from None
-    unknown = sorted(set(data) - {"recorder", "camera"})
+    unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
         raise InvalidConfig(f"{path}: unknown section(s) {', '.join(unknown)}")
+    for section in ("recorder", "storage"):
+        if not isinstance(data.get(section, {}), dict):
+            raise InvalidConfig(f"{path}: [{section}] must be a table of settings")
     cameras = []
-    for entry in data.get("camera", []):
-        if not isinstance(entry, dict) or set(entry) - {"name", "url", "enabled"}:
-            raise InvalidConfig(f"{path}: each [[camera]] takes name, url and enabled only")
+    entries = data.get("camera", [])
+    if not isinstance(entries, list):
+        raise InvalidConfig(f"{path}: cameras are given as [[camera]] entries")
+    for entry in entries:
+        if not isinstance(entry, dict) or set(entry) - set(CAMERA_KEYS):
+            raise InvalidConfig(f"{path}: each [[camera]] takes {', '.join(CAMERA_KEYS)} only")
         try:
             cameras.append(CameraConfig(**entry))
         except TypeError:
             raise InvalidConfig(f"{path}: each [[camera]] needs a name and a url") from None
-    return dict(data.get("recorder", {})), cameras
+    return ConfigFile(dict(data.get("recorder", {})), dict(data.get("storage", {})), cameras)
 
 
 def build_settings(values: dict[str, Any]) -> RecorderSettings:

@@ -32,6 +32,7 @@ from appliance.recorder.segmenter import (MP4_AUDIO, QUICKTIME_AUDIO, VIDEO_CODE
 from appliance.recorder.source import (Failure, StreamFailure, camera_address, classify,
                                        open_stream, port_accepts)
 from appliance.recorder.timestamps import TimestampRepair
+from appliance.storage.gate import WriteGate
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,10 @@ class _Timeline:
 class CameraRecorder:
     def __init__(self, camera: CameraConfig, settings: RecorderSettings, data_dir: Path,
                  index: RecordingIndex, clock: Clock, stop: threading.Event,
-                 emit: Emit | None = None, open_gap: tuple[int, str] | None = None) -> None:
+                 emit: Emit | None = None, open_gap: tuple[int, str] | None = None,
+                 gate: WriteGate | None = None) -> None:
         self.camera = camera
+        self.gate = gate or WriteGate()
         self.settings = settings
         self.data_dir = data_dir
         self.index = index
@@ -238,6 +241,9 @@ class CameraRecorder:
                         f"no keyframe from the camera within {self.settings.keyframe_timeout:g} s",
                         "backoff"))
                 continue
+            if packet.is_keyframe and not self.gate.is_open:
+                raise StreamFailure(Failure(GapCause.DISK_FULL, "stopped_disk_full",
+                                            self.gate.reason, "gate"))
             t = vrepair.fix(packet.dts, packet.pts, packet.duration)
             self.stats.timestamp_repairs += t.repaired
             if timeline is None:
@@ -446,6 +452,9 @@ class CameraRecorder:
             delay = self.backoff.jitter(self.settings.auth_retry)
             self._set_state(failure.state, f"{failure.detail}; next try in {delay:.0f} s")
             self._sleep(delay)
+        elif failure.retry == "gate":
+            self._set_state(failure.state, failure.detail)
+            self._wait_for_gate()
         elif failure.retry == "probe":
             self._set_state(failure.state, failure.detail)
             self._wait_until_port_accepts()
@@ -453,6 +462,11 @@ class CameraRecorder:
             delay = self.backoff.next_delay()
             self._set_state(failure.state, f"{failure.detail}; next try in {delay:.1f} s")
             self._sleep(delay)
+
+    def _wait_for_gate(self) -> None:
+        """Storage said stop writing (disk full, action "stop"): wait, not reconnect."""
+        while not self.stop.is_set() and not self.gate.wait_open(1.0):
+            self.stats.last_progress = self.clock.monotonic()
 
     def _wait_until_port_accepts(self) -> None:
         host, port = camera_address(self.camera.url)

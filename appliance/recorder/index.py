@@ -1,7 +1,9 @@
 """The recording index: SQLite in WAL mode on the data disk.
 
-Tables: segments, gaps (with cause), camera_status, alerts, meta. The recorder is the
-only writer of these tables; readers (CLI, later the web UI) open their own connection.
+Tables: segments, gaps (with cause), camera_status, alerts, meta, deletions (the
+retention audit log): the recorder process (its camera threads and its retention worker)
+is their only writer. protected (time ranges marked as evidence) is written by the owner's
+tools (CLI, web UI) and read by retention. Readers open their own connection.
 Times are integer microseconds since the Unix epoch (UTC).
 
 Durability: WAL with synchronous=NORMAL. A power cut may roll back the last commits,
@@ -23,7 +25,7 @@ from appliance.core.errors import DataLoss
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "index.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,6 +63,27 @@ CREATE TABLE IF NOT EXISTS camera_status (
     heartbeat_us INTEGER NOT NULL,
     stats TEXT NOT NULL DEFAULT '{}'
 );
+CREATE TABLE IF NOT EXISTS protected (
+    id INTEGER PRIMARY KEY,
+    camera TEXT,                       -- NULL: every camera
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL CHECK (end_us > start_us),
+    reason TEXT NOT NULL,
+    created_us INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deletions (
+    id INTEGER PRIMARY KEY,
+    time_us INTEGER NOT NULL,
+    camera TEXT NOT NULL,
+    path TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done'))
+);
+CREATE INDEX IF NOT EXISTS deletions_pending ON deletions (state) WHERE state = 'pending';
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY,
     time_us INTEGER NOT NULL,
@@ -82,6 +105,7 @@ class GapCause:
     NO_KEYFRAME = "no_keyframe"
     UNSUPPORTED = "unsupported_stream"
     DISK_ERROR = "disk_error"
+    DISK_FULL = "disk_full"            # full_disk_action = "stop" reached the low-water mark
     RECORDER_STOPPED = "recorder_stopped"
     CRASH = "power_loss_or_crash"
 
@@ -102,6 +126,34 @@ class Segment:
     packets: int = 0
     status: str = "ok"
     id: int | None = field(default=None, compare=False)
+
+
+@dataclass
+class Protection:
+    camera: str | None  # None: every camera
+    start_us: int
+    end_us: int
+    reason: str
+    created_us: int = 0
+    id: int | None = None
+
+    def covers(self, camera: str, start_us: int, end_us: int) -> bool:
+        return (self.camera is None or self.camera == camera) and \
+            start_us < self.end_us and end_us > self.start_us
+
+
+@dataclass
+class Deletion:
+    time_us: int
+    camera: str
+    path: str
+    start_us: int
+    end_us: int
+    bytes: int
+    rule: str
+    detail: str = ""
+    state: str = "pending"
+    id: int | None = None
 
 
 @dataclass
@@ -192,6 +244,40 @@ class RecordingIndex:
         sets = ", ".join(f"{key} = ?" for key in values)
         self._write(f"UPDATE segments SET {sets} WHERE id = ?", (*values.values(), seg_id))
 
+    def oldest_segments(self, camera: str | None = None, after: tuple[int, int] | None = None,
+                        limit: int = 500) -> list[Segment]:
+        """Segments by recorded start time (then id), one page after the key `after`."""
+        sql, args = "SELECT * FROM segments WHERE 1=1", []
+        if camera is not None:
+            sql += " AND camera = ?"
+            args.append(camera)
+        if after is not None:
+            sql += " AND (start_us, id) > (?, ?)"
+            args += list(after)
+        sql += " ORDER BY start_us, id LIMIT ?"
+        return [Segment(**dict(row)) for row in self._read(sql, (*args, limit))]
+
+    def segments_ending_before(self, camera: str, cutoff_us: int) -> list[Segment]:
+        rows = self._read("SELECT * FROM segments WHERE camera = ? AND end_us <= ? "
+                          "ORDER BY start_us, id", (camera, cutoff_us))
+        return [Segment(**dict(row)) for row in rows]
+
+    def usage_by_camera(self) -> dict[str, dict[str, int]]:
+        """Per camera: bytes held, segment count, first start and last end."""
+        rows = self._read("SELECT camera, SUM(CASE WHEN status != 'missing' THEN bytes ELSE 0 END) "
+                          "AS bytes, COUNT(*) AS segments, MIN(start_us) AS first_us, "
+                          "MAX(end_us) AS last_us FROM segments GROUP BY camera ORDER BY camera")
+        return {row["camera"]: {k: row[k] for k in ("bytes", "segments", "first_us", "last_us")}
+                for row in rows}
+
+    def recent_usage(self, camera: str, since_us: int) -> tuple[int, int]:
+        """(bytes, recorded microseconds) of a camera's segments that end after `since_us`."""
+        rows = self._read("SELECT COALESCE(SUM(bytes), 0) AS b, "
+                          "COALESCE(SUM(end_us - start_us), 0) AS d FROM segments "
+                          "WHERE camera = ? AND end_us > ? AND status != 'missing'",
+                          (camera, since_us))
+        return rows[0]["b"], rows[0]["d"]
+
     def max_seq(self, camera: str) -> int:
         rows = self._read("SELECT MAX(seq) AS m FROM segments WHERE camera = ?", (camera,))
         return rows[0]["m"] if rows and rows[0]["m"] is not None else 0
@@ -225,6 +311,53 @@ class RecordingIndex:
         if camera is not None:
             sql, args = sql + " WHERE camera = ?", (camera,)
         return [Gap(**dict(row)) for row in self._read(sql + " ORDER BY camera, start_us, id", args)]
+
+    # --- protected footage ----------------------------------------------------------------
+    def protect(self, camera: str | None, start_us: int, end_us: int, reason: str,
+                created_us: int) -> int:
+        cur = self._write("INSERT INTO protected (camera, start_us, end_us, reason, created_us) "
+                          "VALUES (?, ?, ?, ?, ?)", (camera, start_us, end_us, reason, created_us))
+        return cur.lastrowid
+
+    def unprotect(self, protection_id: int) -> bool:
+        return self._write("DELETE FROM protected WHERE id = ?", (protection_id,)).rowcount > 0
+
+    def protections(self) -> list[Protection]:
+        return [Protection(**dict(row))
+                for row in self._read("SELECT * FROM protected ORDER BY start_us, id")]
+
+    # --- deletions (retention audit log) -----------------------------------------------------
+    def begin_deletion(self, seg: Segment, rule: str, detail: str, time_us: int) -> int:
+        """Record the intent first: a crash between unlink and row delete is then finished
+        by reconcile instead of being mistaken for a lost file."""
+        cur = self._write("INSERT INTO deletions (time_us, camera, path, start_us, end_us, bytes, "
+                          "rule, detail, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                          (time_us, seg.camera, seg.path, seg.start_us, seg.end_us, seg.bytes,
+                           rule, detail))
+        return cur.lastrowid
+
+    def finish_deletion(self, deletion_id: int, path: str) -> None:
+        """Drop the segment row and mark the audit entry done, in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM segments WHERE path = ?", (path,))
+                self._db.execute("UPDATE deletions SET state = 'done' WHERE id = ?", (deletion_id,))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def pending_deletions(self) -> list[Deletion]:
+        return [Deletion(**dict(row)) for row in
+                self._read("SELECT * FROM deletions WHERE state = 'pending' ORDER BY id")]
+
+    def deletions(self, camera: str | None = None, limit: int = 1000) -> list[Deletion]:
+        sql, args = "SELECT * FROM deletions", []
+        if camera is not None:
+            sql, args = sql + " WHERE camera = ?", [camera]
+        rows = self._read(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [Deletion(**dict(row)) for row in reversed(rows)]
 
     # --- status and alerts --------------------------------------------------------------
     def write_status(self, camera: str, state: str, detail: str, heartbeat_us: int,

@@ -7,6 +7,8 @@
 * A row whose file is gone is marked `missing`, unless an implausible share of rows is
   missing at once (wrong or unmounted disk): then nothing is changed and an alert raised.
 * A row whose file shrank is re-trimmed and its row corrected.
+* Deletions that a crash interrupted (audit row still `pending`) are finished first, so
+  their rows are neither counted as missing nor their files re-indexed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import av
 
 from appliance.recorder.fmp4 import trim_torn_tail
 from appliance.recorder.index import RecordingIndex, Segment
-from appliance.recorder.segmenter import fsync_dir, parse_segment_name
+from appliance.recorder.segmenter import parse_segment_name
+from appliance.storage.retention.delete import finish_pending
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,7 @@ class ReconcileReport:
     trimmed: list[str] = field(default_factory=list)
     removed_unreadable: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    finished_deletions: list[str] = field(default_factory=list)
     unknown_files: list[str] = field(default_factory=list)
     refused: str = ""
 
@@ -75,11 +79,12 @@ def segment_files(data_dir: Path) -> dict[str, Path]:
 def reconcile(data_dir: Path, index: RecordingIndex, max_missing_share: float = 0.10,
               missing_floor: int = 5) -> ReconcileReport:
     report = ReconcileReport()
+    report.finished_deletions = finish_pending(data_dir, index)
     files = segment_files(data_dir)
     rows = {seg.path: seg for seg in index.segments()}
     for relpath, path in files.items():
         if relpath not in rows:
-            _recover_orphan(data_dir, index, relpath, path, report)
+            recover_orphan(data_dir, index, relpath, path, report)
     gone = [seg for seg in rows.values() if seg.path not in files and seg.status != "missing"]
     present = [seg for seg in rows.values() if seg.path in files]
     if len(gone) > missing_floor and len(gone) > max_missing_share * len(rows):
@@ -102,8 +107,10 @@ def reconcile(data_dir: Path, index: RecordingIndex, max_missing_share: float = 
     return report
 
 
-def _recover_orphan(data_dir: Path, index: RecordingIndex, relpath: str, path: Path,
-                    report: ReconcileReport) -> None:
+def recover_orphan(data_dir: Path, index: RecordingIndex, relpath: str, path: Path,
+                   report: ReconcileReport) -> None:
+    """Index a file that has no row, trimmed to its last whole fragment, or remove it
+    (audited) when nothing in it is playable."""
     parsed = parse_segment_name(path.name)
     if parsed is None:
         report.unknown_files.append(relpath)
@@ -113,8 +120,9 @@ def _recover_orphan(data_dir: Path, index: RecordingIndex, relpath: str, path: P
     camera = Path(relpath).parts[1]
     layout, cut = trim_torn_tail(path)
     if layout.fragments == 0 and not layout.finished:
-        path.unlink()
-        fsync_dir(path.parent)
+        index.begin_deletion(Segment(camera, seq, start_us, start_us, layout.file_bytes, relpath),
+                             "orphan_unreadable", "no complete fragment in the file", _now_us())
+        finish_pending(data_dir, index)
         report.removed_unreadable.append(relpath)
         log.warning("removed %s: no complete fragment in it (%d bytes)", relpath, layout.file_bytes)
         return

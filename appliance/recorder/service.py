@@ -1,4 +1,11 @@
-"""The recorder process: reconcile, then one ingest thread per camera, status and watchdog.
+"""The recorder process: reconcile, then one ingest thread per camera, retention, status
+and watchdog.
+
+Data volume (appliance/storage/volume.py): unless `storage.allow_boot_media`, recording
+starts only on an initialised data disk; until one is mounted the recorder waits (ready,
+status "waiting for the data disk"). If the disk disappears while recording, the
+recorder stops its cameras and exits with EXIT_VOLUME_LOST, so that systemd starts it
+afresh (new index connection, reconcile) and it waits for the disk to come back.
 
 Watchdog rule (DESIGN.md, security.md §4.4): `WATCHDOG=1` is sent only while every
 enabled camera's thread shows progress, i.e. it received a packet, finished a connection
@@ -16,15 +23,21 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config.recorder import CameraConfig, RecorderSettings
+from appliance.config.storage import StorageSettings
 from appliance.core.clock import Clock, RealClock
 from appliance.core.sdnotify import SystemdNotifier
 from appliance.recorder.camera import CameraRecorder, Emit
 from appliance.recorder.index import GapCause, RecordingIndex
 from appliance.recorder.reconcile import ReconcileReport, reconcile
+from appliance.storage.gate import WriteGate
+from appliance.storage.retention.policy import RetentionPolicy
+from appliance.storage.retention.worker import RetentionWorker
+from appliance.storage.volume import check_data_dir
 
 log = logging.getLogger(__name__)
 
 STATUS_EVERY = 2.0
+EXIT_VOLUME_LOST = 75  # EX_TEMPFAIL: systemd restarts us; we wait for the disk
 
 
 @dataclass
@@ -42,10 +55,15 @@ class CameraView:
 class Recorder:
     def __init__(self, data_dir: Path, cameras: list[CameraConfig], settings: RecorderSettings,
                  clock: Clock | None = None, notifier: SystemdNotifier | None = None,
-                 emit: Emit | None = None) -> None:
+                 emit: Emit | None = None, storage: StorageSettings | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.cameras = [cam for cam in cameras if cam.enabled]
         self.settings = settings
+        self.storage = storage or StorageSettings()
+        self.gate = WriteGate()
+        self.retention: RetentionWorker | None = None
+        self.waiting_for_volume = ""   # why recording has not started yet
+        self.exit_code: int | None = None  # set when the process must end (disk gone)
         self.clock = clock or RealClock()
         self.notifier = notifier or SystemdNotifier()
         self.emit = emit
@@ -60,6 +78,17 @@ class Recorder:
         self._status_failing = False
 
     def start(self) -> None:
+        self.notifier.ready()
+        self._start_when_volume_ready()
+
+    def _start_when_volume_ready(self) -> None:
+        volume = check_data_dir(self.data_dir, self.storage.allow_boot_media)
+        if not volume.ok:
+            if volume.detail != self.waiting_for_volume:
+                log.error("not recording: %s", volume.detail)
+            self.waiting_for_volume = volume.detail
+            return
+        self.waiting_for_volume = ""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.index = RecordingIndex(self.data_dir)
         self.reconcile_report = reconcile(self.data_dir, self.index)
@@ -67,12 +96,28 @@ class Recorder:
         self.index.set_meta("clean_shutdown", "0")
         for cam in self.cameras:
             worker = CameraRecorder(cam, self.settings, self.data_dir, self.index, self.clock,
-                                    self.stop_event, self.emit, self._initial_gap(cam.name, clean))
+                                    self.stop_event, self.emit, self._initial_gap(cam.name, clean),
+                                    self.gate)
             self.workers[cam.name] = worker
         for worker in self.workers.values():
             worker.start()
-        self.notifier.ready()
+        policy = RetentionPolicy(self.storage, {cam.name: cam.retention for cam in self.cameras})
+        self.retention = RetentionWorker(self.data_dir, self.index, policy, self.clock,
+                                         self.stop_event, self.gate, self.segments_in_progress,
+                                         self._volume_lost)
+        self.retention.start()
         log.info("recorder started: %d camera(s), data in %s", len(self.workers), self.data_dir)
+
+    def segments_in_progress(self) -> set[str]:
+        return {w.stats.current_segment for w in self.workers.values() if w.stats.current_segment}
+
+    def _volume_lost(self, detail: str) -> None:
+        """Called by the retention thread: the data disk is gone. Stop writing, then exit."""
+        log.critical("data disk lost: %s; recording stops and the recorder restarts to wait "
+                     "for it", detail)
+        self.gate.close("disk_missing", detail)
+        self.exit_code = EXIT_VOLUME_LOST
+        self.stop_event.set()
 
     def _initial_gap(self, camera: str, clean: bool) -> tuple[int, str] | None:
         """The gap this camera is in at start: the one left open, or a crash gap."""
@@ -97,19 +142,28 @@ class Recorder:
     def tick(self) -> list[CameraView]:
         """Called about once a second by the owner of the process: status and watchdog."""
         now = self.clock.monotonic()
+        if self.index is None and self.exit_code is None:
+            self._start_when_volume_ready()
+            if self.index is None:
+                self._ping_watchdog(now, waiting=True)
+                return []
         views = self.views(now)
         if now - self._last_status >= STATUS_EVERY:
             self._last_status = now
             self._store_status(views)
-        interval = self.notifier.watchdog_interval
-        if interval and now - self._last_ping >= interval / 2:
-            stalled = self.stalled_cameras(now)
-            if stalled:
-                log.error("watchdog not fed: no progress from camera(s) %s", ", ".join(stalled))
-            else:
-                self.notifier.watchdog()
-                self._last_ping = now
+        self._ping_watchdog(now)
         return views
+
+    def _ping_watchdog(self, now: float, waiting: bool = False) -> None:
+        interval = self.notifier.watchdog_interval
+        if not interval or now - self._last_ping < interval / 2:
+            return
+        stalled = [] if waiting else self.stalled_cameras(now)
+        if stalled:
+            log.error("watchdog not fed: no progress from camera(s) %s", ", ".join(stalled))
+        else:
+            self.notifier.watchdog()
+            self._last_ping = now
 
     def _store_status(self, views: list[CameraView]) -> None:
         """Persist each camera's status; a full or failing disk must not stop recording."""
@@ -157,6 +211,8 @@ class Recorder:
         all_done = True
         for worker in self.workers.values():
             all_done &= worker.join(max(0.1, deadline - self.clock.monotonic()))
+        if self.retention is not None:
+            all_done &= self.retention.join(max(0.1, deadline - self.clock.monotonic()))
         if self.index is not None:
             self.tick_status_now()
             if all_done:

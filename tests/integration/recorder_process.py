@@ -17,9 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class RecorderProcess:
     def __init__(self, data_dir: Path, cameras: dict[str, str], *settings: str,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, data_volume: bool = False) -> None:
+        """`data_volume`: the data directory is an initialised data disk; otherwise the
+        recorder is told to accept a plain directory (--allow-boot-media)."""
         argv = [sys.executable, "-m", "appliance.cli", "--log-level", "INFO", "record",
                 "--data", str(data_dir), "--events", "--status", "never", *settings]
+        if not data_volume:
+            argv += ["--allow-boot-media", "true"]
         for name, url in cameras.items():
             argv += ["--camera", f"{name}={url}"]
         self.log_path = Path(data_dir).with_name(Path(data_dir).name + ".log")

@@ -10,6 +10,7 @@ import pytest
 
 from appliance.cli import build_parser
 from appliance.config.recorder import build_settings, load_config_file
+from appliance.config.storage import build_storage_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "rootfs-overlay/etc/systemd/system/vigil-recorder.service"
@@ -40,8 +41,9 @@ def test_recorder_unit_command_line_parses():
 
 
 def test_example_config_loads():
-    values, cameras = load_config_file(ROOT / "rootfs-overlay/etc/vigil/recorder.toml.example")
-    assert build_settings(values).segment_seconds == 60 and cameras == []
+    loaded = load_config_file(ROOT / "rootfs-overlay/etc/vigil/recorder.toml.example")
+    assert build_settings(loaded.recorder).segment_seconds == 60 and loaded.cameras == []
+    assert build_storage_settings(loaded.storage).allow_boot_media is False
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")

@@ -61,14 +61,14 @@ def test_config_file(tmp_path):
     path = tmp_path / "recorder.toml"
     path.write_text('[recorder]\nsegment_seconds = 30\n\n[[camera]]\nname = "door"\n'
                     'url = "rtsp://127.0.0.1/x"\n')
-    values, cameras = load_config_file(path)
-    assert build_settings(values).segment_seconds == 30
-    assert cameras == [CameraConfig("door", "rtsp://127.0.0.1/x")]
+    loaded = load_config_file(path)
+    assert build_settings(loaded.recorder).segment_seconds == 30
+    assert loaded.cameras == [CameraConfig("door", "rtsp://127.0.0.1/x")]
     path.write_text('[recorder]\nsegment_seconds = 30\n[extra]\n')
     with pytest.raises(InvalidConfig, match="unknown section"):
         load_config_file(path)
     path.write_text('[[camera]]\nname = "door"\nurl = "rtsp://x/y"\npassword = "p"\n')
-    with pytest.raises(InvalidConfig, match="takes name, url and enabled"):
+    with pytest.raises(InvalidConfig, match="takes name, url, enabled, max_age_days, max_gib only"):
         load_config_file(path)
     path.write_bytes(b"\xff\xfe garbage")
     with pytest.raises(InvalidConfig, match="cannot read"):
