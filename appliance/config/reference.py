@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from appliance.config.model import describe
 from appliance.config.recorder import RecorderSettings
+from appliance.config.storage import StorageSettings
+
+SECTIONS = {"recorder": RecorderSettings, "storage": StorageSettings}
 
 
 def markdown_rows(cls: type = RecorderSettings) -> list[str]:

@@ -32,7 +32,7 @@ class Forecast:
         data = asdict(self)
         for key in ("retained_days", "bytes_per_day", "forecast_days"):
             if data[key] is not None:
-                data[key] = round(data[key], 2)
+                data[key] = round(data[key], 3)
         return data
 
 
