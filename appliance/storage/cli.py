@@ -8,7 +8,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from appliance.core.errors import InvalidConfig
+from appliance.core.errors import FailedPrecondition, InvalidConfig
+
+DEFAULT_MOUNTPOINT = "/srv/vigil"
+DEFAULT_VOLUMES = "/persist/config/data-volumes.json"
+DEFAULT_STATE = "/persist/state/storage"
+DEFAULT_SMART_HISTORY = "/persist/state/storage/smart-history.json"
+DATA_DIR_OWNER = "vigil"  # the recorder's user (rootfs-overlay units)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     health.add_argument("--config", help="the recorder's TOML file (for retention limits)")
     health.add_argument("--no-devices", action="store_true",
                         help="skip disks, RAID and SMART (only the data directory)")
+    health.add_argument("--state", default=DEFAULT_STATE,
+                        help="vigil-hwd's state directory (data disk hotplug states)")
     health.add_argument("--json", action="store_true")
     health.set_defaults(func=cmd_health)
 
@@ -41,6 +49,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     deletions.add_argument("--limit", type=int, default=1000)
     deletions.add_argument("--json", action="store_true")
     deletions.set_defaults(func=cmd_deletions)
+
+    disks = sub.add_parser("disks", help="list disks; initialise a data disk or a RAID1 pair")
+    disks.add_argument("action", nargs="?", choices=["list", "initialise"], default="list")
+    disks.add_argument("--disk", action="append", default=[], metavar="DEVICE|SERIAL|WWN",
+                       help="initialise: the disk (twice with --raid1)")
+    disks.add_argument("--raid1", action="store_true", help="initialise: mirror two disks")
+    disks.add_argument("--confirm", metavar="TOKEN",
+                       help="initialise: the token printed by the same command without it")
+    disks.add_argument("--mountpoint", default=DEFAULT_MOUNTPOINT)
+    disks.add_argument("--volumes", default=DEFAULT_VOLUMES,
+                       help="where the box remembers its data volume (persist partition)")
+    disks.add_argument("--include-virtual", action="store_true",
+                       help="also list loop and virtual disks (tests, VMs)")
+    disks.add_argument("--min-size-gib", type=float, default=8.0,
+                       help="initialise: refuse smaller disks")
+    disks.add_argument("--json", action="store_true")
+    disks.set_defaults(func=cmd_disks)
+
+    hwd = sub.add_parser("hwd", help="the hardware daemon: disks, hotplug, RAID and SMART "
+                         "(vigil-hwd)")
+    hwd.add_argument("--state", default=DEFAULT_STATE, help="snapshot and alert log directory")
+    hwd.add_argument("--volumes", default=DEFAULT_VOLUMES)
+    hwd.add_argument("--smart-history", default=DEFAULT_SMART_HISTORY)
+    hwd.add_argument("--smart-every", type=float, default=1800.0, help="seconds between SMART reads")
+    hwd.set_defaults(func=cmd_hwd)
 
     retention = sub.add_parser("retention", help="retention controls")
     retention.add_argument("action", choices=["approve"],
@@ -139,10 +172,103 @@ def cmd_health(args: argparse.Namespace) -> int:
     settings = build_storage_settings(storage_values)
     report = storage_report(Path(args.data), settings,
                             {cam.name: cam.retention for cam in cameras},
-                            devices=not args.no_devices)
+                            devices=not args.no_devices, state_dir=Path(args.state))
     if args.json:
         print(json.dumps(report, indent=1, sort_keys=True))
         return 0
     from appliance.storage.health import render
     print(render(report))
+    return 0
+
+
+def cmd_disks(args: argparse.Namespace) -> int:
+    from appliance.storage.disks import list_disks
+
+    disks = list_disks(include_virtual=args.include_virtual)
+    if args.action == "initialise":
+        return _initialise(args, disks)
+    if args.json:
+        print(json.dumps({"disks": [d.to_json() for d in disks]}, indent=1))
+        return 0
+    for d in disks:
+        flags = [f for f, on in (("boot media", d.is_boot_media), ("in use", d.mountpoints),
+                                 ("RAID member", d.md_holders)) if on]
+        print(f"{d.device_node:<14} {d.label:<40} {d.size_bytes / 1e9:9.1f} GB  {d.bus:<6} "
+              f"{', '.join(flags)}")
+    return 0
+
+
+def pick_disks(disks, wanted: list[str]):
+    chosen = []
+    for text in wanted:
+        found = [d for d in disks if text in (d.device_node, d.serial, d.wwn, d.identity)]
+        if not found:
+            raise InvalidConfig(f"--disk {text}: no such disk (see `nvr disks`)")
+        chosen.append(found[0])
+    return chosen
+
+
+def _initialise(args: argparse.Namespace, disks) -> int:
+    from appliance.storage.initialise import plan_initialise, run_initialise
+    from appliance.storage.volume import load_volumes, save_volumes
+
+    if not args.disk:
+        raise InvalidConfig("initialise: name the disk with --disk (see `nvr disks`)")
+    plan = plan_initialise(pick_disks(disks, args.disk), args.raid1, mountpoint=args.mountpoint,
+                           min_size_bytes=int(args.min_size_gib * 1024 ** 3))
+    if args.confirm is None:
+        print(json.dumps(plan.to_json(), indent=1) if args.json else
+              plan.describe() + f"\nRun the same command with --confirm {plan.token} to go ahead.")
+        return 0
+
+    def progress(index: int, count: int, name: str, percent: float) -> None:
+        if not args.json:
+            print(f"[{index}/{count}] {name} {percent:.0f} %", flush=True)
+
+    result = run_initialise(plan, args.confirm, progress)
+    prepare_data_dir(Path(result.mountpoint) / "data")
+    volumes = [v for v in load_volumes(Path(args.volumes)) if v["mountpoint"] != result.mountpoint]
+    save_volumes(Path(args.volumes), volumes + [{"uuid": result.fs_uuid,
+                                                 "mountpoint": result.mountpoint}])
+    print(json.dumps(result.to_json()) if args.json else
+          f"data disk ready: {result.device} (filesystem {result.fs_uuid}) at {result.mountpoint}")
+    return 0
+
+
+def prepare_data_dir(path: Path) -> None:
+    """The recorder's directory on the new filesystem, owned by the recorder's user."""
+    import os
+    import pwd
+
+    path.mkdir(exist_ok=True)
+    try:
+        user = pwd.getpwnam(DATA_DIR_OWNER)
+    except KeyError:
+        return  # a development machine without the appliance's users
+    os.chown(path, user.pw_uid, user.pw_gid)
+
+
+def cmd_hwd(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from appliance.core.sdnotify import SystemdNotifier
+    from appliance.storage.disks import DataVolume
+    from appliance.storage.monitor import StorageMonitor
+    from appliance.storage.volume import load_volumes
+
+    volumes = [DataVolume(v["uuid"], v["mountpoint"]) for v in load_volumes(Path(args.volumes))]
+    monitor = StorageMonitor(Path(args.state), Path(args.smart_history), volumes,
+                             smart_every=args.smart_every)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    notifier = SystemdNotifier()
+    notifier.ready()
+    try:
+        monitor.run(stop)
+    except OSError as exc:
+        raise FailedPrecondition(f"the storage monitor cannot run: {exc}") from None
+    finally:
+        notifier.stopping()
     return 0

@@ -487,8 +487,7 @@ class DataDiskTracker:
     """
 
     def __init__(self, volumes: Sequence[DataVolume], clock: Clock | None = None) -> None:
-        if not volumes:
-            raise ValueError("the tracker needs at least one data volume")
+        # No volumes (a box before its disk is initialised): nothing is tracked, no alerts.
         self.volumes = tuple(volumes)
         self.clock = clock or RealClock()
         self.counters = TrackerCounters()

@@ -23,7 +23,7 @@ ALERTS_SHOWN = 20
 
 def storage_report(data_dir: Path, settings: StorageSettings,
                    cameras: dict[str, CameraRetention], devices: bool = True,
-                   now_us: int | None = None) -> dict[str, Any]:
+                   now_us: int | None = None, state_dir: Path | None = None) -> dict[str, Any]:
     now_us = now_us if now_us is not None else int(time.time() * 1_000_000)
     volume = check_data_dir(data_dir, settings.allow_boot_media)
     report: dict[str, Any] = {
@@ -39,7 +39,7 @@ def storage_report(data_dir: Path, settings: StorageSettings,
         _add_index_figures(report, Path(data_dir), RetentionPolicy(settings, cameras), space,
                            now_us)
     if devices:
-        report["devices"] = device_report()
+        report["devices"] = device_report(state_dir)
     return report
 
 
@@ -59,9 +59,24 @@ def _add_index_figures(report, data_dir, policy, space, now_us) -> None:
         index.close()
 
 
-def device_report() -> dict[str, Any]:
-    """Disks, md arrays and SMART, read from the system now."""
-    return {}
+def device_report(state_dir: Path | None = None) -> dict[str, Any]:
+    """Disks, md arrays and SMART read from the system now; the data disks' hotplug
+    states from vigil-hwd's snapshot when hwd is running."""
+    from appliance.storage.disks import list_disks, read_mounts
+    from appliance.storage.monitor import read_snapshot
+    from appliance.storage.raid import RaidMonitor
+    from appliance.storage.smart import SmartReader
+
+    disks = list_disks(mounts=read_mounts())
+    reader = SmartReader()
+    snapshot = read_snapshot(state_dir) if state_dir else None
+    return {
+        "disks": [d.to_json() for d in disks],
+        "raid": {name: a.to_json() for name, a in RaidMonitor().read().items()},
+        "smart": {d.device_node: reader.read(d.device_node).to_json()
+                  for d in disks if d.device_node},
+        "data_disks": snapshot["data_disks"] if snapshot else None,
+    }
 
 
 def render(report: dict[str, Any]) -> str:
@@ -78,6 +93,16 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"  {cam:<16} {fc['bytes_held'] / 1e9:8.2f} GB held, "
                      f"{fc['retained_days']:.1f} days on disk, forecast {days}")
     lines.append(f"deletions in the last 24 h: {report['deletions_24h']}")
+    devices = report.get("devices")
+    if devices:
+        for disk in devices["disks"]:
+            smart = devices["smart"].get(disk["device_node"], {})
+            lines.append(f"disk {disk['device_node']}: {disk['model'] or disk['name']} "
+                         f"{disk['size_bytes'] / 1e9:.0f} GB, {disk['bus']}; SMART "
+                         f"{smart.get('verdict', smart.get('overall', 'unknown'))}"
+                         + (f" ({'; '.join(smart['reasons'])})" if smart.get("reasons") else ""))
+        for name, array in devices["raid"].items():
+            lines.append(f"RAID {name}: {array['state']} {array.get('detail', '')}")
     for alert in report["alerts"][-5:]:
         lines.append(f"  alert [{alert['severity']}] {alert['source']}: {alert['message']}")
     return "\n".join(lines)

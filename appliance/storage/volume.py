@@ -19,6 +19,8 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.core.errors import DataLoss
+
 MARKER = ".vigil-volume"
 
 
@@ -80,6 +82,39 @@ def find_marker(data_dir: Path) -> VolumeCheck:
         current = parent
     return VolumeCheck(False, f"{data_dir} is not on an initialised Vigil data disk "
                               f"(no {MARKER}); is the disk mounted?")
+
+
+def load_volumes(path: Path) -> list[dict[str, str]]:
+    """The data volumes this box owns ({"uuid", "mountpoint"}), as `initialise` saved them."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise DataLoss(f"{path}: the data volume list cannot be read ({exc})") from None
+    volumes = data.get("volumes") if isinstance(data, dict) else None
+    if not isinstance(volumes, list) or not all(
+            isinstance(v, dict) and isinstance(v.get("uuid"), str) and
+            isinstance(v.get("mountpoint"), str) for v in volumes):
+        raise DataLoss(f"{path}: the data volume list is damaged")
+    return [{"uuid": v["uuid"], "mountpoint": v["mountpoint"]} for v in volumes]
+
+
+def save_volumes(path: Path, volumes: list[dict[str, str]]) -> None:
+    """Atomically replace the list (temp file, fsync, rename, fsync the directory)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump({"volumes": volumes}, out, indent=1)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def check_data_dir(data_dir: Path, allow_boot_media: bool) -> VolumeCheck:

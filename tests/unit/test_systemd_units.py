@@ -13,7 +13,9 @@ from appliance.config.recorder import build_settings, load_config_file
 from appliance.config.storage import build_storage_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-UNIT = ROOT / "rootfs-overlay/etc/systemd/system/vigil-recorder.service"
+UNITS = ROOT / "rootfs-overlay/etc/systemd/system"
+UNIT = UNITS / "vigil-recorder.service"
+HWD_UNIT = UNITS / "vigil-hwd.service"
 
 
 def read_unit(path: Path) -> configparser.ConfigParser:
@@ -47,13 +49,22 @@ def test_example_config_loads():
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
-def test_systemd_analyze_verify(tmp_path):
+@pytest.mark.parametrize("path", sorted(UNITS.glob("*.service")), ids=lambda p: p.name)
+def test_systemd_analyze_verify(tmp_path, path):
     # verify wants ExecStart's binary to exist; point it at a stand-in with the same name.
-    text = UNIT.read_text().replace("/opt/vigil/venv/bin/nvr", "/bin/true")
-    unit = tmp_path / UNIT.name
+    text = path.read_text().replace("/opt/vigil/venv/bin/nvr", "/bin/true")
+    unit = tmp_path / path.name
     unit.write_text(text)
     out = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
                          capture_output=True, text=True, timeout=60)
     # It exits 0 even for a bad key; what it found about our file is on stderr.
     problems = [line for line in out.stderr.splitlines() if str(unit) in line]
     assert out.returncode == 0 and not problems, out.stderr
+
+
+def test_hwd_unit_command_line_parses_and_notifies():
+    service = read_unit(HWD_UNIT)["Service"]
+    assert service["Type"] == "notify" and service["Restart"] == "always"
+    argv = shlex.split(service["ExecStart"])
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "hwd" and args.volumes.startswith("/persist/config/")
