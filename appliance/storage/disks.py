@@ -24,17 +24,16 @@ import logging
 import os
 import queue
 import re
-import shlex
-import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pyudev
 
 from appliance.core.clock import Clock, RealClock
+from appliance.core.commands import Runner, run_command
 from appliance.storage.alerts import Alert
 
 log = logging.getLogger(__name__)
@@ -52,44 +51,6 @@ MOUNT_TIMEOUT = 60.0
 
 
 # --- commands -------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CommandResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def tail(self, lines: int = 3) -> str:
-        """The last lines of stderr (or stdout), for an error message."""
-        text = (self.stderr.strip() or self.stdout.strip()).splitlines()
-        return " / ".join(text[-lines:])
-
-
-class Runner(Protocol):
-    def __call__(self, argv: Sequence[str], *, timeout: float,
-                 input: str | None = None) -> CommandResult:
-        """Run argv to completion; never raises for a failing or missing command."""
-
-
-def run_command(argv: Sequence[str], *, timeout: float = 60.0,
-                input: str | None = None) -> CommandResult:
-    """The real runner: a subprocess in the C locale, killed after `timeout` seconds."""
-    log.info("run argv=%s", shlex.join(argv))
-    env = dict(os.environ, LC_ALL="C")
-    stdin = None if input is not None else subprocess.DEVNULL
-    try:
-        proc = subprocess.run(list(argv), input=input, stdin=stdin, capture_output=True,
-                              text=True, timeout=timeout, env=env, check=False)
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else ""
-        return CommandResult(-9, out, f"{argv[0]} timed out after {timeout:g} s")
-    except FileNotFoundError:
-        return CommandResult(127, "", f"{argv[0]}: command not found")
-    if proc.returncode != 0:
-        log.info("exit argv0=%s code=%d stderr=%r", argv[0], proc.returncode,
-                 proc.stderr.strip()[-300:])
-    return CommandResult(proc.returncode, proc.stdout, proc.stderr)
-
 
 # --- mounts ---------------------------------------------------------------------------
 

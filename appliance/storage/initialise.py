@@ -29,8 +29,8 @@ from uuid import uuid4
 from appliance.core.clock import Clock, RealClock
 from appliance.core.errors import FailedPrecondition, InvalidConfig
 from appliance.storage import volume
-from appliance.storage.disks import (CommandResult, Disk, Mount, Runner, list_disks,
-                                     read_mounts, run_command)
+from appliance.core.commands import CommandResult, Runner, run_command
+from appliance.storage.disks import Disk, Mount, list_disks, read_mounts
 
 log = logging.getLogger(__name__)
 

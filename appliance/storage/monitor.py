@@ -21,8 +21,9 @@ from typing import Any, Callable
 
 from appliance.core.clock import Clock, RealClock
 from appliance.storage.alerts import Alert
+from appliance.core.commands import Runner, run_command
 from appliance.storage.disks import (DataDiskTracker, DataVolume, DiskState, DiskWatcher,
-                                     Runner, list_disks, read_mounts, run_command)
+                                     list_disks, read_mounts)
 from appliance.storage.raid import ArrayHealth, RaidMonitor, raid_alerts
 from appliance.storage.smart import SmartHistory, SmartReader
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from appliance.core.commands import output_of
 from appliance.storage.alerts import Alert
 
 log = logging.getLogger(__name__)
@@ -62,17 +62,8 @@ Runner = Callable[[Sequence[str]], tuple[int, str]]
 
 
 def run_command(argv: Sequence[str], timeout: float = 10.0) -> tuple[int, str]:
-    """The real runner: a subprocess with a timeout, stdout decoded leniently."""
-    try:
-        done = subprocess.run(list(argv), capture_output=True, encoding="utf-8",
-                              errors="replace", timeout=timeout, check=False)
-    except FileNotFoundError:
-        return 127, ""
-    except subprocess.TimeoutExpired:
-        return -1, ""
-    except OSError:
-        return 126, ""
-    return done.returncode, done.stdout
+    """The real runner: (exit code, stdout); -1 on timeout, 127 when not installed."""
+    return output_of(argv, timeout)
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,11 @@ import json
 import logging
 import os
 import re
-import subprocess
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from appliance.core.commands import output_of
 from appliance.storage.alerts import Alert
 
 log = logging.getLogger(__name__)
@@ -117,17 +117,8 @@ Runner = Callable[[Sequence[str]], tuple[int, str]]
 
 
 def run_command(argv: Sequence[str], timeout: float = RUN_TIMEOUT_S) -> tuple[int, str]:
-    """The real runner: a subprocess with a timeout, stdout decoded leniently."""
-    try:
-        done = subprocess.run(list(argv), capture_output=True, encoding="utf-8",
-                              errors="replace", timeout=timeout, check=False)
-    except FileNotFoundError:
-        return 127, ""
-    except subprocess.TimeoutExpired:
-        return -1, ""
-    except OSError:
-        return 126, ""
-    return done.returncode, done.stdout
+    """The real runner: (exit code, stdout); -1 on timeout, 127 when not installed."""
+    return output_of(argv, timeout)
 
 
 def smartctl_argv(device: str, device_type: str = "") -> list[str]:

@@ -1,5 +1,5 @@
 """Retention on a real, small filesystem filled by the real recorder: recording never
-stops, the oldest footage goes first, protected footage stays, every deletion is audited."""
+stops, the oldest footage goes first, protected footage stays, every deletion is audited; a clock jump of a year on that archive deletes nothing."""
 
 from __future__ import annotations
 
@@ -36,6 +36,28 @@ def free_percent(path) -> float:
 
 def iso(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, timezone.utc).isoformat()
+
+
+def clock_jump_pass(data, index):
+    """A year's clock jump on the archive just recorded: the guard must hold."""
+    import threading
+
+    from appliance.config.storage import build_storage_settings
+    from appliance.core.clock import SimulatedClock
+    from appliance.storage.gate import WriteGate
+    from appliance.storage.retention.policy import RetentionPolicy
+    from appliance.storage.retention.worker import RetentionWorker
+
+    before = {s.path for s in index.segments()}
+    policy = RetentionPolicy(build_storage_settings({"max_age_days": 30, "min_free_percent": 1,
+                                                    "keep_newest_minutes": 0.1}), {})
+    worker = RetentionWorker(data, index, policy, SimulatedClock(time.time() + 365 * 86_400),
+                             threading.Event(), WriteGate(), set, lambda detail: None)
+    plan = worker.run_pass()
+    assert {s.path for s in index.segments()} == before, "a clock jump mass-deleted footage"
+    assert all(p.exists() for p in (data / path for path in before))
+    assert "nvr retention approve" in index.alerts()[-1]["message"]
+    return plan
 
 
 def wait_until(predicate, timeout: float, what: str):
@@ -88,8 +110,11 @@ def test_low_water_retention_keeps_recording_on_a_full_disk(busy_clip, camera_se
         rows = index.segments()
         audit = index.deletions()
         gaps = index.gaps()
+        jumped = clock_jump_pass(data, index)
         index.close()
         files = set(segment_files(data))
+
+    assert jumped.items and jumped.exceeds(20), "the clock jump plan must be refused by the guard"
 
     assert report.missing == [] and report.recovered == [] and report.removed_unreadable == []
     kept = {s.path for s in rows}

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from appliance.core.errors import FailedPrecondition, InvalidConfig
-from appliance.storage.disks import CommandResult, Disk, list_disks, run_command
+from appliance.core.commands import CommandResult, run_command
+from appliance.storage.disks import Disk, list_disks
 from appliance.storage.initialise import LABEL, RAID_DEVICE, plan_initialise, run_initialise
 from tests.integration.storage.loopdev import LoopDisk, loop_disks, mounts_from, sh
 

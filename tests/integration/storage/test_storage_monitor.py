@@ -7,9 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
-from appliance.storage.disks import DataDiskTracker, DiskState
+from appliance.storage.disks import DiskState
 from appliance.storage.monitor import ALERTS_NAME, SNAPSHOT_NAME, StorageMonitor, read_snapshot
 from appliance.storage.raid import RaidMonitor
 from appliance.storage.smart import SmartReader

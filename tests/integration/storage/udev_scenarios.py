@@ -29,7 +29,8 @@ from gi.repository import UMockdev  # noqa: E402
 
 import pyudev  # noqa: E402
 
-from appliance.storage.disks import (CommandResult, DataDiskTracker, DataVolume,  # noqa: E402
+from appliance.core.commands import CommandResult  # noqa: E402
+from appliance.storage.disks import (DataDiskTracker, DataVolume,  # noqa: E402
                                      DiskState, DiskWatcher, Mount, check_and_mount,
                                      list_disks)
 

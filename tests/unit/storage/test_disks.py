@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from appliance.core.clock import SimulatedClock
-from appliance.storage.disks import (CheckOutcome, CommandResult, DataDiskTracker, DataVolume,
+from appliance.core.commands import CommandResult
+from appliance.storage.disks import (CheckOutcome, DataDiskTracker, DataVolume,
                                      Disk, DiskState, Mount, Partition, boot_disk_names,
                                      check_and_mount, is_listed, parse_mountinfo, parse_swaps,
                                      remount_returned, run_command, udev_decode)

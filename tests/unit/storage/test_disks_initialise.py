@@ -11,7 +11,8 @@ import pytest
 
 from appliance.core.clock import SimulatedClock
 from appliance.core.errors import FailedPrecondition, InvalidConfig
-from appliance.storage.disks import CommandResult, Disk, Mount, Partition
+from appliance.core.commands import CommandResult
+from appliance.storage.disks import Disk, Mount, Partition
 from appliance.storage.initialise import (GIB, RAID_DEVICE, StepFailed, confirmation_token,
                                           format_bytes, partition_node, plan_initialise,
                                           run_initialise)
