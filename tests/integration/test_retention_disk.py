@@ -1,5 +1,6 @@
 """Retention on a real, small filesystem filled by the real recorder: recording never
-stops, the oldest footage goes first, protected footage stays, every deletion is audited; a clock jump of a year on that archive deletes nothing."""
+stops, the oldest footage goes first, protected footage stays, every deletion is
+audited; and a clock jump of a year on that archive deletes nothing."""
 
 from __future__ import annotations
 
