@@ -18,6 +18,8 @@ from appliance.config.recorder import (RecorderSettings, build_settings, check_u
 from appliance.config.storage import StorageSettings, build_storage_settings
 from appliance.core.errors import VigilError
 from appliance.core.logs import setup_logging
+from appliance.cameras.manage_cli import DEFAULT_SECRETS, open_registry
+from appliance.cameras.manage_cli import register as register_camera_commands
 from appliance.storage.cli import register as register_storage_commands
 
 
@@ -61,6 +63,8 @@ def collect_settings(args: argparse.Namespace) -> tuple[RecorderSettings, Storag
             section, name = key[4:].split("__")
             sections[section][name] = value
     cameras += [parse_camera_arg(text) for text in args.camera or []]
+    if getattr(args, "registry", None):
+        cameras += open_registry(args).recorder_configs()
     check_unique(cameras)
     args.cameras = cameras
     return build_settings(sections["recorder"]), build_storage_settings(sections["storage"])
@@ -175,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a camera to record (repeatable); rtsp:// or rtsps:// only")
     rec.add_argument("--config", help="TOML file with [recorder] and [storage] settings and "
                      "[[camera]] entries")
+    rec.add_argument("--registry", help="also record the cameras of this camera registry "
+                     "(cameras.json; credentials from --secrets)")
+    rec.add_argument("--secrets", default=DEFAULT_SECRETS,
+                     help="directory of the cameras' credentials (mode 0700)")
     rec.add_argument("--status", choices=["auto", "always", "never"], default="auto",
                      help="console status table (auto: when stdout is a terminal)")
     rec.add_argument("--events", action="store_true",
@@ -189,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.set_defaults(func=cmd_segments)
 
     register_storage_commands(sub)
+    register_camera_commands(sub)
 
     run = sub.add_parser("run", help="development mode: simulated board and cameras, recorder")
     run.add_argument("--var", default="var", help="working directory (cache/, data/)")

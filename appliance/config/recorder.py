@@ -121,7 +121,7 @@ def parse_camera_arg(text: str) -> CameraConfig:
 
 
 CAMERA_KEYS = tuple(f.name for f in dataclasses.fields(CameraConfig))
-SECTIONS = ("recorder", "storage", "camera")
+SECTIONS = ("recorder", "storage", "cameras", "camera")
 
 
 @dataclasses.dataclass
@@ -131,10 +131,12 @@ class ConfigFile:
     recorder: dict[str, Any]
     storage: dict[str, Any]
     cameras: list[CameraConfig]
+    camera_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def load_config_file(path: Path) -> ConfigFile:
-    """Read `[recorder]` and `[storage]` settings and `[[camera]]` entries from a TOML file."""
+    """Read `[recorder]`, `[storage]` and `[cameras]` settings and `[[camera]]` entries
+    (cameras given by hand; adopted cameras live in the camera registry)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -142,7 +144,7 @@ def load_config_file(path: Path) -> ConfigFile:
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
         raise InvalidConfig(f"{path}: unknown section(s) {', '.join(unknown)}")
-    for section in ("recorder", "storage"):
+    for section in ("recorder", "storage", "cameras"):
         if not isinstance(data.get(section, {}), dict):
             raise InvalidConfig(f"{path}: [{section}] must be a table of settings")
     cameras = []
@@ -156,7 +158,8 @@ def load_config_file(path: Path) -> ConfigFile:
             cameras.append(CameraConfig(**entry))
         except TypeError:
             raise InvalidConfig(f"{path}: each [[camera]] needs a name and a url") from None
-    return ConfigFile(dict(data.get("recorder", {})), dict(data.get("storage", {})), cameras)
+    return ConfigFile(dict(data.get("recorder", {})), dict(data.get("storage", {})), cameras,
+                      dict(data.get("cameras", {})))
 
 
 def build_settings(values: dict[str, Any]) -> RecorderSettings:

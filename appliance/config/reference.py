@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from appliance.config.cameras import CameraSettings
 from appliance.config.model import describe
 from appliance.config.recorder import RecorderSettings
 from appliance.config.storage import StorageSettings
 
-SECTIONS = {"recorder": RecorderSettings, "storage": StorageSettings}
+SECTIONS = {"recorder": RecorderSettings, "storage": StorageSettings, "cameras": CameraSettings}
 
 
 def markdown_rows(cls: type = RecorderSettings) -> list[str]:

@@ -1,0 +1,50 @@
+"""A camera added through `nvr cameras add` (credentials in the private store) is
+recorded by `nvr record --registry`, and its password appears nowhere else."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hw.camsim.server import SimCamera
+from tests.integration.conftest import ROOT
+from tests.integration.recorder_process import RecorderProcess
+
+SECRET = "Zq7-registry-only"
+
+
+def nvr(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=ROOT, input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.timeout(120)
+def test_registry_camera_with_credentials_is_recorded(small_clip, camera_server, tmp_path):
+    server = camera_server(SimCamera("/cam1", small_clip, user="admin", password=SECRET))
+    reg = ["--registry", str(tmp_path / "config" / "cameras.json"),
+           "--secrets", str(tmp_path / "secrets")]
+    added = nvr("cameras", "add", "--name", "gate", "--rtsp", server.url("/cam1"), "--user",
+                "admin", "--password-file", "-", *reg, stdin=SECRET + "\n")
+    assert added.returncode == 0, added.stderr
+    listed = nvr("cameras", "list", "--json", *reg)
+    assert SECRET not in listed.stdout and json.loads(listed.stdout)["cameras"][0]["id"] == "gate"
+    data = tmp_path / "data"
+    with RecorderProcess(data, {}, "--segment-seconds", "2", *reg) as rec:
+        rec.wait_for(lambda e: e["event"] == "durable" and e["camera"] == "gate", 60,
+                     what="the registry camera recording")
+        assert rec.stop() == 0
+        assert SECRET not in rec.log_path.read_text()
+    for path in (tmp_path / "config").iterdir():
+        assert SECRET not in path.read_text()
+    segments = nvr("segments", "--data", str(data), "--json")
+    assert SECRET not in segments.stdout
+    assert json.loads(segments.stdout)["cameras"]["gate"]["segments"]
+
+
+def test_password_on_the_command_line_is_not_accepted(tmp_path):
+    out = nvr("cameras", "add", "--name", "gate", "--rtsp", "rtsp://192.168.1.9/s", "--user",
+              "admin", "--registry", str(tmp_path / "c.json"), "--secrets", str(tmp_path / "s"))
+    assert out.returncode == 2 and "--password-file" in out.stderr
