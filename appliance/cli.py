@@ -20,6 +20,8 @@ from appliance.core.errors import VigilError
 from appliance.core.logs import setup_logging
 from appliance.cameras.manage_cli import DEFAULT_SECRETS, open_registry
 from appliance.cameras.manage_cli import register as register_camera_commands
+from appliance.licensing.cli import add_licence_args
+from appliance.licensing.cli import register as register_licence_commands
 from appliance.storage.cli import register as register_storage_commands
 
 
@@ -105,8 +107,11 @@ def cmd_record(args: argparse.Namespace) -> int:
             sys.stdout.write(json.dumps(event) + "\n")
             sys.stdout.flush()
 
+    from appliance.licensing.cli import open_store
+
     recorder = Recorder(Path(args.data), args.cameras, settings,
-                        emit=emit if args.events else None, storage=storage)
+                        emit=emit if args.events else None, storage=storage,
+                        channel_limit=open_store(args).channel_limit)
     show = not args.events and (args.status == "always" or
                                 (args.status == "auto" and sys.stdout.isatty()))
 
@@ -183,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "(cameras.json; credentials from --secrets)")
     rec.add_argument("--secrets", default=DEFAULT_SECRETS,
                      help="directory of the cameras' credentials (mode 0700)")
+    add_licence_args(rec)
     rec.add_argument("--status", choices=["auto", "always", "never"], default="auto",
                      help="console status table (auto: when stdout is a terminal)")
     rec.add_argument("--events", action="store_true",
@@ -198,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_storage_commands(sub)
     register_camera_commands(sub)
+    register_licence_commands(sub)
 
     run = sub.add_parser("run", help="development mode: simulated board and cameras, recorder")
     run.add_argument("--var", default="var", help="working directory (cache/, data/)")

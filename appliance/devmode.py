@@ -55,6 +55,18 @@ def simulated_cameras(profile: dict, cache: Path, count: int | None) -> list[Sim
     return cameras
 
 
+def licence_store(profile: dict, path: Path):
+    """The simulated board's licence (var/licence/licence.txt; none: the board default)."""
+    from hw.identity import board_serial
+
+    from appliance.licensing.keys import trusted_keys
+    from appliance.licensing.store import LicenceStore
+
+    section = profile.get("licence", {})
+    return LicenceStore(path, board_serial(profile), trusted_keys(section.get("trusted_keys", [])),
+                        int(section.get("default_channels", 4)))
+
+
 def run_dev(var: Path, cameras: int | None = None, port: int | None = None) -> int:
     profile = load_profile("sim")
     var = var.resolve()
@@ -67,7 +79,9 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None) -> i
     configs = [CameraConfig(f"cam{i + 1}", server.url(sim.mount)) for i, sim in enumerate(sims)]
     # Development records into ./var/data, a plain directory: allowed here, never on the box.
     storage = build_storage_settings({"allow_boot_media": True})
-    recorder = Recorder(var / "data", configs, build_settings({}), storage=storage)
+    licence = licence_store(profile, var / "licence" / "licence.txt")
+    recorder = Recorder(var / "data", configs, build_settings({}), storage=storage,
+                        channel_limit=licence.channel_limit)
     tty = sys.stdout.isatty()
 
     def start() -> None:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from appliance.cameras.credentials import Credentials, CredentialStore
 from appliance.cameras.registry import Camera, CameraRegistry, StreamInfo
 from appliance.core.errors import InvalidConfig
+from appliance.licensing.cli import add_licence_args, open_store
 
 DEFAULT_REGISTRY = "/persist/config/cameras.json"
 DEFAULT_SECRETS = "/persist/secrets/cameras"
@@ -34,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cams.add_argument("--password-file", help="add: read the password from this file "
                       "('-' for stdin); never given on the command line")
     cams.add_argument("--json", action="store_true")
+    add_licence_args(cams)
     cams.set_defaults(func=cmd_cameras)
 
 
@@ -43,8 +45,9 @@ def open_registry(args: argparse.Namespace) -> CameraRegistry:
 
     values = load_config_file(Path(args.config)).camera_settings \
         if getattr(args, "config", None) else {}
+    limit = open_store(args).channel_limit if hasattr(args, "licence") else None
     return CameraRegistry(Path(args.registry), CredentialStore(Path(args.secrets)),
-                          build_camera_settings(values))
+                          build_camera_settings(values), channel_limit=limit)
 
 
 def read_password(source: str) -> str:

@@ -114,6 +114,8 @@ class CameraRecorder:
         self.index = index
         self.clock = clock
         self.stop = stop
+        self.stop_reason = (GapCause.RECORDER_STOPPED, "the recorder was stopped")
+        self._final_state = "stopped"
         self.emit = emit or (lambda event: None)
         self.stats = CameraStats(last_progress=clock.monotonic())
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_cap)
@@ -140,6 +142,12 @@ class CameraRecorder:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def stop_with(self, cause: str, detail: str, state: str) -> None:
+        """Stop this camera alone (the segment is closed cleanly), recording why."""
+        self.stop_reason = (cause, detail)
+        self._final_state = state
+        self.stop.set()
+
     def _run(self) -> None:
         while not self.stop.is_set():
             try:
@@ -150,11 +158,10 @@ class CameraRecorder:
                 self._sleep(self.backoff.next_delay())
         try:
             self._finish_segment()
-            self._set_gap(GapCause.RECORDER_STOPPED, "the recorder was stopped",
-                          self._take_gap_start())
+            self._set_gap(*self.stop_reason, self._take_gap_start())
         except Exception:
             log.exception("camera=%s could not record its stop", self.camera.name)
-        self._set_state("stopped", "")
+        self._set_state(self._final_state, "")
 
     def _cycle(self) -> None:
         """One connection and, after it ends, the gap and the wait before the next."""

@@ -107,6 +107,7 @@ class GapCause:
     DISK_ERROR = "disk_error"
     DISK_FULL = "disk_full"            # full_disk_action = "stop" reached the low-water mark
     RECORDER_STOPPED = "recorder_stopped"
+    NOT_LICENSED = "not_licensed"      # beyond the licensed channel count
     CRASH = "power_loss_or_crash"
 
 

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from appliance.config.recorder import CameraConfig, RecorderSettings
 from appliance.config.storage import StorageSettings
@@ -37,6 +37,7 @@ from appliance.storage.volume import check_data_dir
 log = logging.getLogger(__name__)
 
 STATUS_EVERY = 2.0
+LICENCE_EVERY = 5.0
 EXIT_VOLUME_LOST = 75  # EX_TEMPFAIL: systemd restarts us; we wait for the disk
 
 
@@ -55,7 +56,8 @@ class CameraView:
 class Recorder:
     def __init__(self, data_dir: Path, cameras: list[CameraConfig], settings: RecorderSettings,
                  clock: Clock | None = None, notifier: SystemdNotifier | None = None,
-                 emit: Emit | None = None, storage: StorageSettings | None = None) -> None:
+                 emit: Emit | None = None, storage: StorageSettings | None = None,
+                 channel_limit: Callable[[], int] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.cameras = [cam for cam in cameras if cam.enabled]
         self.settings = settings
@@ -64,6 +66,9 @@ class Recorder:
         self.retention: RetentionWorker | None = None
         self.waiting_for_volume = ""   # why recording has not started yet
         self.exit_code: int | None = None  # set when the process must end (disk gone)
+        self.channel_limit = channel_limit
+        self.unlicensed: list[str] = []    # enabled cameras beyond the licence, in order
+        self._last_licence_check = float("-inf")
         self.clock = clock or RealClock()
         self.notifier = notifier or SystemdNotifier()
         self.emit = emit
@@ -94,19 +99,54 @@ class Recorder:
         self.reconcile_report = reconcile(self.data_dir, self.index)
         clean = self.index.get_meta("clean_shutdown") != "0"
         self.index.set_meta("clean_shutdown", "0")
-        for cam in self.cameras:
-            worker = CameraRecorder(cam, self.settings, self.data_dir, self.index, self.clock,
-                                    self.stop_event, self.emit, self._initial_gap(cam.name, clean),
-                                    self.gate)
-            self.workers[cam.name] = worker
-        for worker in self.workers.values():
-            worker.start()
+        self._clean_start = clean
+        self.apply_licence()
         policy = RetentionPolicy(self.storage, {cam.name: cam.retention for cam in self.cameras})
         self.retention = RetentionWorker(self.data_dir, self.index, policy, self.clock,
                                          self.stop_event, self.gate, self.segments_in_progress,
                                          self._volume_lost)
         self.retention.start()
         log.info("recorder started: %d camera(s), data in %s", len(self.workers), self.data_dir)
+
+    # --- licence: which cameras record ------------------------------------------------------
+    def apply_licence(self) -> None:
+        """Record the first N enabled cameras (N = licensed channels), in the order they
+        are configured; stop the others at once (their segment closed cleanly) and say
+        which. Called at start and every LICENCE_EVERY seconds, so installing a licence
+        takes effect without a restart."""
+        self._last_licence_check = self.clock.monotonic()
+        limit = len(self.cameras)
+        if self.channel_limit is not None:
+            try:
+                limit = self.channel_limit()
+            except Exception as exc:  # an unreadable licence must not stop recording
+                log.error("licence check failed (%s); keeping the cameras as they are", exc)
+                return
+        allowed = [cam for cam in self.cameras[:limit]]
+        refused = [cam.name for cam in self.cameras[limit:]]
+        for name in reversed([n for n in self.workers if n in refused]):
+            worker = self.workers.pop(name)
+            worker.stop_with(GapCause.NOT_LICENSED, f"beyond the {limit} licensed channels",
+                             "not_licensed")
+            worker.join(self.settings.read_timeout + 5)
+        for cam in allowed:
+            if cam.name not in self.workers:
+                self._start_worker(cam)
+        if refused != self.unlicensed:
+            self.unlicensed = refused
+            if refused:
+                self.index.add_alert(int(self.clock.wall() * 1e6), "critical", "licence",
+                                     f"the licence allows {limit} cameras: not recording "
+                                     f"{', '.join(refused)}")
+                log.error("licence allows %d cameras; not recording: %s", limit,
+                          ", ".join(refused))
+
+    def _start_worker(self, cam: CameraConfig) -> None:
+        worker = CameraRecorder(cam, self.settings, self.data_dir, self.index, self.clock,
+                                threading.Event(), self.emit,
+                                self._initial_gap(cam.name, self._clean_start), self.gate)
+        self.workers[cam.name] = worker
+        worker.start()
 
     def segments_in_progress(self) -> set[str]:
         return {w.stats.current_segment for w in self.workers.values() if w.stats.current_segment}
@@ -117,7 +157,12 @@ class Recorder:
                      "for it", detail)
         self.gate.close("disk_missing", detail)
         self.exit_code = EXIT_VOLUME_LOST
+        self._stop_all()
+
+    def _stop_all(self) -> None:
         self.stop_event.set()
+        for worker in list(self.workers.values()):
+            worker.stop.set()
 
     def _initial_gap(self, camera: str, clean: bool) -> tuple[int, str] | None:
         """The gap this camera is in at start: the one left open, or a crash gap."""
@@ -147,6 +192,8 @@ class Recorder:
             if self.index is None:
                 self._ping_watchdog(now, waiting=True)
                 return []
+        if now - self._last_licence_check >= LICENCE_EVERY and not self.stop_event.is_set():
+            self.apply_licence()
         views = self.views(now)
         if now - self._last_status >= STATUS_EVERY:
             self._last_status = now
@@ -199,13 +246,16 @@ class Recorder:
                 self._last_bytes[name] = (now, stats.bytes_in)
             views.append(CameraView(name, stats.state, stats.detail, self._bitrate.get(name, 0.0),
                                     stats.segments, stats.public()))
+        for name in self.unlicensed:
+            views.append(CameraView(name, "not_licensed", "beyond the licensed channel count",
+                                    0.0, 0, {}))
         return views
 
     # --- shutdown -------------------------------------------------------------------------
     def stop(self, timeout: float | None = None) -> bool:
         """Stop every camera (closing its segment) and mark the shutdown clean."""
         self.notifier.stopping()
-        self.stop_event.set()
+        self._stop_all()
         deadline = self.clock.monotonic() + (timeout if timeout is not None else
                                              self.settings.read_timeout + 5)
         all_done = True
