@@ -27,6 +27,7 @@ from appliance.config.recorder import CameraConfig, RecorderSettings
 from appliance.core.clock import Clock
 from appliance.recorder.backoff import Backoff
 from appliance.recorder.index import GapCause, RecordingIndex, Segment
+from appliance.recorder.integrity import GENESIS, link_segment
 from appliance.recorder.segmenter import (MP4_AUDIO, QUICKTIME_AUDIO, VIDEO_CODECS,
                                           SegmentWriter, segment_relpath)
 from appliance.recorder.source import (Failure, StreamFailure, camera_address, classify,
@@ -123,6 +124,7 @@ class CameraRecorder:
         self._gap_id, self._gap_cause = open_gap if open_gap else (None, None)
         self._gap_unsaved: tuple[int, str, str] | None = None  # a gap the index refused
         self._next_seq = index.max_seq(camera.name) + 1
+        self._last_chain = index.last_chain(camera.name) or GENESIS
         self._writer: SegmentWriter | None = None
         self._writer_timeline: _Timeline | None = None
         self._writer_seq = 0
@@ -364,6 +366,12 @@ class CameraRecorder:
             bytes=closed.bytes, path=closed.relpath, video_codec=writer.video_codec,
             audio_codec=writer.audio_codec, width=writer.width, height=writer.height,
             fragments=closed.fragments, packets=closed.packets)
+        try:
+            link_segment(segment, self.data_dir, self._last_chain)
+            self._last_chain = segment.chain
+        except OSError as exc:
+            log.error("camera=%s could not hash %s (%s); indexed without its hash",
+                      self.camera.name, segment.path, exc)
         try:
             self.index.add_segment(segment)
         except sqlite3.Error as exc:  # e.g. the disk is full: the file is safe on disk

@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS segments (
     fragments INTEGER NOT NULL DEFAULT 0,
     packets INTEGER NOT NULL DEFAULT 0,
     status TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'recovered', 'missing')),
+    sha256 TEXT,
+    prev_chain TEXT,
+    chain TEXT,
     UNIQUE (camera, seq)
 );
 CREATE INDEX IF NOT EXISTS segments_by_time ON segments (camera, start_us);
@@ -126,6 +129,9 @@ class Segment:
     fragments: int = 0
     packets: int = 0
     status: str = "ok"
+    sha256: str | None = None      # of the file as closed (integrity.py)
+    prev_chain: str | None = None  # the camera's chain value before this segment
+    chain: str | None = None       # chain_link(prev_chain, ...) for this segment
     id: int | None = field(default=None, compare=False)
 
 
@@ -184,8 +190,16 @@ class RecordingIndex:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._check_integrity()
             self._db.executescript(SCHEMA)
+            self._migrate()
             self._set_meta_if_missing("schema_version", str(SCHEMA_VERSION))
         self._db.row_factory = sqlite3.Row
+
+    def _migrate(self) -> None:
+        """Indexes written by an older version gain the columns added since."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(segments)")}
+        for name in ("sha256", "prev_chain", "chain"):
+            if name not in columns:
+                self._db.execute(f"ALTER TABLE segments ADD COLUMN {name} TEXT")
 
     def _check_integrity(self) -> None:
         result = self._db.execute("PRAGMA quick_check").fetchone()[0]
@@ -278,6 +292,11 @@ class RecordingIndex:
                           "WHERE camera = ? AND end_us > ? AND status != 'missing'",
                           (camera, since_us))
         return rows[0]["b"], rows[0]["d"]
+
+    def last_chain(self, camera: str) -> str | None:
+        rows = self._read("SELECT chain FROM segments WHERE camera = ? AND chain IS NOT NULL "
+                          "ORDER BY seq DESC LIMIT 1", (camera,))
+        return rows[0]["chain"] if rows else None
 
     def max_seq(self, camera: str) -> int:
         rows = self._read("SELECT MAX(seq) AS m FROM segments WHERE camera = ?", (camera,))

@@ -22,6 +22,7 @@ import av
 
 from appliance.recorder.fmp4 import trim_torn_tail
 from appliance.recorder.index import RecordingIndex, Segment
+from appliance.recorder.integrity import GENESIS, file_sha256, link_segment
 from appliance.recorder.segmenter import parse_segment_name
 from appliance.storage.retention.delete import finish_pending
 
@@ -138,11 +139,13 @@ def recover_orphan(data_dir: Path, index: RecordingIndex, relpath: str, path: Pa
     taken = {seg.seq for seg in index.segments(camera)}
     if seq in taken:  # an index row already holds this number: keep the file, renumber
         seq = max(taken) + 1
-    index.add_segment(Segment(
+    segment = Segment(
         camera=camera, seq=seq, start_us=start_us, end_us=start_us + probed.duration_us,
         bytes=layout.readable_bytes, path=relpath, video_codec=probed.video_codec,
         audio_codec=probed.audio_codec, width=probed.width, height=probed.height,
-        fragments=layout.fragments, packets=probed.packets, status="recovered"))
+        fragments=layout.fragments, packets=probed.packets, status="recovered")
+    link_segment(segment, data_dir, index.last_chain(camera) or GENESIS)
+    index.add_segment(segment)
     report.recovered.append(relpath)
 
 
@@ -151,7 +154,7 @@ def _retrim(index: RecordingIndex, seg: Segment, path: Path, report: ReconcileRe
     probed = probe_segment(path)
     index.update_segment(seg.id, bytes=layout.readable_bytes, fragments=layout.fragments,
                          packets=probed.packets, end_us=seg.start_us + probed.duration_us,
-                         status="recovered")
+                         status="recovered", sha256=file_sha256(path))
     report.trimmed.append(seg.path)
     log.warning("segment %s was shorter than indexed; trimmed and re-indexed", seg.path)
 
