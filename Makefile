@@ -44,6 +44,7 @@ soak: setup
 
 bench: setup
 	$(PY) bench/recorder_bench.py --streams 16 --out bench/results.json
+	$(PY) bench/timeline_bench.py --out bench/timeline-results.json
 
 clean:
 	rm -rf $(VAR)/data .pytest_cache

@@ -23,6 +23,7 @@ from appliance.cameras.manage_cli import register as register_camera_commands
 from appliance.licensing.cli import add_licence_args
 from appliance.licensing.cli import register as register_licence_commands
 from appliance.storage.cli import register as register_storage_commands
+from appliance.web.cli import register as register_web_commands
 
 
 def iso(us: int | None) -> str | None:
@@ -205,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_storage_commands(sub)
     register_camera_commands(sub)
     register_licence_commands(sub)
+    register_web_commands(sub)
 
     run = sub.add_parser("run", help="development mode: simulated board and cameras, recorder")
     run.add_argument("--var", default="var", help="working directory (cache/, data/)")

@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS segments (
     UNIQUE (camera, seq)
 );
 CREATE INDEX IF NOT EXISTS segments_by_time ON segments (camera, start_us);
+-- Covers the timeline's query (no table lookups for a month of rows).
+CREATE INDEX IF NOT EXISTS segments_timeline ON segments (camera, start_us, end_us, status);
 CREATE TABLE IF NOT EXISTS gaps (
     id INTEGER PRIMARY KEY,
     camera TEXT NOT NULL,
@@ -217,6 +219,10 @@ class RecordingIndex:
     def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
+
+    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        """A read-only query for the index's readers (timeline, playback)."""
+        return self._read(sql, args)
 
     # --- meta -------------------------------------------------------------------------
     def _set_meta_if_missing(self, key: str, value: str) -> None:

@@ -1,0 +1,41 @@
+"""`nvr serve`: the web API on a WSGI server (waitress)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from pathlib import Path
+
+from appliance.core.errors import InvalidConfig
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="the web API (playback so far) on localhost")
+    serve.add_argument("--data", required=True, help="data directory (recordings and index)")
+    serve.add_argument("--listen", default="127.0.0.1:8080", help="address:port (loopback "
+                       "only until login arrives with the web UI)")
+    serve.set_defaults(func=cmd_serve)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+        number = int(port)
+    except ValueError:
+        raise InvalidConfig(f"--listen {text!r}: expected ADDRESS:PORT") from None
+    if not address.is_loopback:
+        raise InvalidConfig("the API has no login yet: it listens on loopback only")
+    if not 0 < number < 65536:
+        raise InvalidConfig(f"--listen: port {number} is out of range")
+    return str(address), number
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from waitress import serve
+
+    from appliance.web.app import create_app
+
+    host, port = parse_listen(args.listen)
+    serve(create_app(Path(args.data)), host=host, port=port, threads=8, ident="vigil")
+    return 0

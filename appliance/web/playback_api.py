@@ -1,0 +1,94 @@
+"""Playback API: a camera's timeline, HLS playlists, and the recorded files behind them.
+
+Recorded files are reached only through their index id (`/recordings/<id>.mp4`), never by a
+path in the URL, and the path from the index is checked to lie under the data
+directory's recordings/ before it is served.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, g, jsonify, request, send_file, url_for
+
+from appliance.config.recorder import CAMERA_NAME
+from appliance.core.errors import InvalidConfig
+from appliance.playback.hls import FragmentCache, playlist
+from appliance.playback.timeline import timeline
+from appliance.recorder.index import RecordingIndex
+
+playback = Blueprint("playback", __name__)
+_fragments = FragmentCache()
+
+
+def _index() -> RecordingIndex:
+    if "index" not in g:
+        g.index = RecordingIndex(current_app.config["VIGIL_DATA_DIR"], readonly=True)
+    return g.index
+
+
+@playback.teardown_app_request
+def _close_index(exc) -> None:
+    index = g.pop("index", None)
+    if index is not None:
+        index.close()
+
+
+def _time_arg(name: str, default_us: int | None = None) -> int:
+    """Microseconds since the epoch, or an ISO 8601 time with offset."""
+    text = request.args.get(name)
+    if text is None:
+        if default_us is None:
+            raise InvalidConfig(f"the query needs `{name}`")
+        return default_us
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidConfig(f"`{name}`: {text!r} is neither microseconds nor ISO 8601") from None
+    if moment.tzinfo is None:
+        raise InvalidConfig(f"`{name}`: give a UTC offset (e.g. 2026-11-23T14:00:00+01:00)")
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _camera(name: str) -> str:
+    if not CAMERA_NAME.match(name):
+        raise InvalidConfig("not a camera name")
+    return name
+
+
+@playback.get("/cameras/<name>/timeline")
+def camera_timeline(name: str):
+    now = int(time.time() * 1_000_000)
+    start = _time_arg("from", now - 86_400_000_000)
+    end = _time_arg("to", now)
+    return jsonify(timeline(_index(), _camera(name), start, end, now_us=now))
+
+
+@playback.get("/cameras/<name>/playback.m3u8")
+def camera_playlist(name: str):
+    start, end = _time_arg("from"), _time_arg("to")
+    try:
+        text = playlist(_index(), current_app.config["VIGIL_DATA_DIR"], _camera(name), start,
+                        end, lambda seg: url_for("playback.recording", seg_id=seg.id),
+                        _fragments)
+    except ValueError as exc:
+        raise InvalidConfig(str(exc)) from None
+    return Response(text, mimetype="application/vnd.apple.mpegurl",
+                    headers={"Cache-Control": "no-store"})
+
+
+@playback.get("/recordings/<int:seg_id>.mp4")
+def recording(seg_id: int):
+    rows = _index().query("SELECT path, status FROM segments WHERE id = ?", (seg_id,))
+    if not rows or rows[0]["status"] == "missing":
+        return jsonify(error="no such recording"), 404
+    root = (Path(current_app.config["VIGIL_DATA_DIR"]) / "recordings").resolve()
+    path = (Path(current_app.config["VIGIL_DATA_DIR"]) / rows[0]["path"]).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        return jsonify(error="no such recording"), 404
+    # conditional=True answers Range requests with 206 and the byte range (HLS fragments).
+    return send_file(path, mimetype="video/mp4", conditional=True, max_age=3600)
