@@ -170,7 +170,7 @@ def cmd_segments(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from appliance.devmode import run_dev
 
-    return run_dev(Path(args.var), cameras=args.cameras, port=args.port)
+    return run_dev(Path(args.var), cameras=args.cameras, port=args.port, web_port=args.web_port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--var", default="var", help="working directory (cache/, data/)")
     run.add_argument("--cameras", type=int, default=2, help="number of simulated cameras")
     run.add_argument("--port", type=int, default=8554, help="RTSP port of the simulated cameras")
+    run.add_argument("--web-port", type=int, default=8080, help="port of the web API (loopback)")
     run.set_defaults(func=cmd_run)
     return parser
 

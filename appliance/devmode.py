@@ -2,14 +2,17 @@
 
 The composition root for development: reads the `sim` board profile, generates the
 simulated cameras' clips once into <var>/cache, starts their RTSP server (a real
-gst-rtsp-server process), and records them into <var>/data with a live console status.
-Ctrl-C stops the recorder (closing segments cleanly), then the cameras.
+gst-rtsp-server process), records them into <var>/data with a live console status, and
+serves the web API (playback so far) on http://127.0.0.1:8080 (the next free port if
+taken). Ctrl-C stops the web server, the recorder (closing segments cleanly), then the
+cameras.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from pathlib import Path
 
 from appliance.cli import run_until_signalled
@@ -67,7 +70,28 @@ def licence_store(profile: dict, path: Path):
                         int(section.get("default_channels", 4)))
 
 
-def run_dev(var: Path, cameras: int | None = None, port: int | None = None) -> int:
+class WebServer:
+    """The web app on waitress in a background thread (loopback only)."""
+
+    def __init__(self, data_dir: Path, port: int) -> None:
+        from waitress.server import create_server
+
+        from appliance.web.app import create_app
+
+        self._server = create_server(create_app(data_dir), host="127.0.0.1", port=port,
+                                     threads=4, ident="vigil")
+        self.url = f"http://127.0.0.1:{self._server.effective_port}"
+        self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.close()
+
+
+def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
+            web_port: int = 8080) -> int:
     profile = load_profile("sim")
     var = var.resolve()
     sims = simulated_cameras(profile, var / "cache", cameras)
@@ -83,10 +107,13 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None) -> i
     recorder = Recorder(var / "data", configs, build_settings({}), storage=storage,
                         channel_limit=licence.channel_limit)
     tty = sys.stdout.isatty()
+    web = WebServer(var / "data", web_port if port_is_free(web_port) else 0)
 
     def start() -> None:
         server.start()
         recorder.start()
+        web.start()
+        print(f"web API: {web.url}/api/v1/cameras/cam1/timeline", flush=True)
         print(f"board: {profile['board']['name']}; cameras: "
               + ", ".join(f"{c.name}={c.url}" for c in configs), flush=True)
         print(f"recording to {var / 'data'}; list with: nvr segments --data {var / 'data'}",
@@ -100,6 +127,7 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None) -> i
 
     def stop() -> None:
         try:
+            web.stop()
             recorder.stop()
         finally:
             server.stop()

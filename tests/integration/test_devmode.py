@@ -1,11 +1,14 @@
-"""`nvr run` (what `make run` starts): simulated cameras + recorder; Ctrl-C stops all."""
+"""`nvr run` (what `make run` starts): simulated cameras + recorder + web API; Ctrl-C
+stops all."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import psutil
 import pytest
@@ -22,7 +25,8 @@ def test_nvr_run_records_the_simulated_cameras_and_stops_cleanly_on_ctrl_c(tmp_p
     CACHE.mkdir(parents=True, exist_ok=True)
     (var / "cache").symlink_to(CACHE)  # clips are encoded once per checkout
     proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "run", "--var", str(var),
-                             "--port", str(free_port())], cwd=ROOT, stdout=subprocess.PIPE,
+                             "--port", str(free_port()), "--web-port", str(free_port())],
+                            cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines = []
     deadline = time.monotonic() + 240
@@ -32,6 +36,9 @@ def test_nvr_run_records_the_simulated_cameras_and_stops_cleanly_on_ctrl_c(tmp_p
             recording = [ln for ln in lines[-4:] if " recording " in ln]
             if len(recording) >= 2 or time.monotonic() > deadline:
                 break
+        [web] = [ln.split("web API: ")[1].strip() for ln in lines if "web API: " in ln]
+        with urllib.request.urlopen(web, timeout=10) as resp:  # the timeline of cam1
+            assert resp.status == 200 and json.load(resp)["camera"] == "cam1"
         children = psutil.Process(proc.pid).children(recursive=True)
         assert any("rtsp_server.py" in " ".join(c.cmdline()) for c in children)
         proc.send_signal(signal.SIGINT)  # Ctrl-C
