@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, send_fi
 from appliance.config.recorder import CAMERA_NAME
 from appliance.core.errors import InvalidConfig
 from appliance.playback.hls import FragmentCache, playlist
+from appliance.playback.snapshot import snapshot_jpeg
 from appliance.playback.timeline import timeline
 from appliance.recorder.index import RecordingIndex
 
@@ -79,6 +80,13 @@ def camera_playlist(name: str):
         raise InvalidConfig(str(exc)) from None
     return Response(text, mimetype="application/vnd.apple.mpegurl",
                     headers={"Cache-Control": "no-store"})
+
+
+@playback.get("/cameras/<name>/snapshot.jpg")
+def camera_snapshot(name: str):
+    at = _time_arg("at") if "at" in request.args else None
+    jpeg = snapshot_jpeg(_index(), current_app.config["VIGIL_DATA_DIR"], _camera(name), at)
+    return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 @playback.get("/recordings/<int:seg_id>.mp4")

@@ -124,3 +124,17 @@ def test_files_only_by_id_and_byte_ranges_work(api):
         with pytest.raises(urllib.error.HTTPError) as err:
             get(api + bad)
         assert err.value.code in (400, 404)
+
+
+def test_snapshot_is_a_jpeg_of_the_requested_instant(api, recording, tmp_path):
+    index = RecordingIndex(recording, readonly=True)
+    segs = index.segments("cam")
+    index.close()
+    for query in ("", f"?at={segs[1].start_us + 1_500_000}"):
+        path = tmp_path / "snap.jpg"
+        path.write_bytes(get(f"{api}/cameras/cam/snapshot.jpg{query}"))
+        info = ffprobe(str(path), "-show_entries", "stream=codec_name,width,height")
+        assert info["streams"][0] == {"codec_name": "mjpeg", "width": 640, "height": 360}
+    with pytest.raises(urllib.error.HTTPError) as err:
+        get(f"{api}/cameras/cam/snapshot.jpg?at={segs[0].start_us - 3_600_000_000}")
+    assert err.value.code == 503
