@@ -19,6 +19,7 @@ from appliance.cli import run_until_signalled
 from appliance.config.recorder import CameraConfig, build_settings
 from appliance.config.storage import build_storage_settings
 from appliance.core.errors import InvalidConfig
+from appliance.poe.runtime import PoeService, build_manager
 from appliance.recorder.service import Recorder
 from appliance.recorder.status import render
 from hw.board import load_profile
@@ -70,6 +71,14 @@ def licence_store(profile: dict, path: Path):
                         int(section.get("default_channels", 4)))
 
 
+def poe_line(manager) -> str:
+    snap = manager.snapshot().to_json()
+    ports = ", ".join(f"{p['label']} {p['state']}" + (f" {p['power_w']:.1f} W" if p["power_w"] else "")
+                      for p in snap["ports"] if p["state"] != "searching")
+    return (f"PoE: {snap['measured_w']:.1f} W of {snap['budget_w']:.0f} W; "
+            f"{ports or 'nothing plugged in'}")
+
+
 class WebServer:
     """The web app on waitress in a background thread (loopback only)."""
 
@@ -108,10 +117,13 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
                         channel_limit=licence.channel_limit)
     tty = sys.stdout.isatty()
     web = WebServer(var / "data", web_port if port_is_free(web_port) else 0)
+    poe_manager, _ = build_manager(profile)
+    poe = PoeService(poe_manager, var / "state")
 
     def start() -> None:
         server.start()
         recorder.start()
+        poe.start()
         web.start()
         print(f"web API: {web.url}/api/v1/cameras/cam1/timeline", flush=True)
         print(f"board: {profile['board']['name']}; cameras: "
@@ -123,11 +135,12 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
         views = recorder.tick()
         prefix = "\x1b[H\x1b[J" if tty else ""
         print(prefix + f"Vigil NVR development mode (Ctrl-C stops), data: {var / 'data'}\n"
-              + render(views) + "\n", flush=True)
+              + render(views) + "\n" + poe_line(poe_manager) + "\n", flush=True)
 
     def stop() -> None:
         try:
             web.stop()
+            poe.close()
             recorder.stop()
         finally:
             server.stop()

@@ -121,7 +121,7 @@ def parse_camera_arg(text: str) -> CameraConfig:
 
 
 CAMERA_KEYS = tuple(f.name for f in dataclasses.fields(CameraConfig))
-SECTIONS = ("recorder", "storage", "cameras", "camera")
+SECTIONS = ("recorder", "storage", "cameras", "poe", "camera")
 
 
 @dataclasses.dataclass
@@ -132,6 +132,7 @@ class ConfigFile:
     storage: dict[str, Any]
     cameras: list[CameraConfig]
     camera_settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    poe: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def load_config_file(path: Path) -> ConfigFile:
@@ -144,7 +145,7 @@ def load_config_file(path: Path) -> ConfigFile:
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
         raise InvalidConfig(f"{path}: unknown section(s) {', '.join(unknown)}")
-    for section in ("recorder", "storage", "cameras"):
+    for section in ("recorder", "storage", "cameras", "poe"):
         if not isinstance(data.get(section, {}), dict):
             raise InvalidConfig(f"{path}: [{section}] must be a table of settings")
     cameras = []
@@ -159,7 +160,7 @@ def load_config_file(path: Path) -> ConfigFile:
         except TypeError:
             raise InvalidConfig(f"{path}: each [[camera]] needs a name and a url") from None
     return ConfigFile(dict(data.get("recorder", {})), dict(data.get("storage", {})), cameras,
-                      dict(data.get("cameras", {})))
+                      dict(data.get("cameras", {})), dict(data.get("poe", {})))
 
 
 def build_settings(values: dict[str, Any]) -> RecorderSettings:

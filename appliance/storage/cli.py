@@ -73,6 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     hwd.add_argument("--volumes", default=DEFAULT_VOLUMES)
     hwd.add_argument("--smart-history", default=DEFAULT_SMART_HISTORY)
     hwd.add_argument("--smart-every", type=float, default=1800.0, help="seconds between SMART reads")
+    hwd.add_argument("--board", default=None,
+                     help="board profile for the PoE controllers (default: /etc/vigil/board)")
+    hwd.add_argument("--config", help="the appliance TOML file ([poe] settings)")
     hwd.set_defaults(func=cmd_hwd)
 
     retention = sub.add_parser("retention", help="retention controls")
@@ -260,6 +263,7 @@ def cmd_hwd(args: argparse.Namespace) -> int:
     volumes = [DataVolume(v["uuid"], v["mountpoint"]) for v in load_volumes(Path(args.volumes))]
     monitor = StorageMonitor(Path(args.state), Path(args.smart_history), volumes,
                              smart_every=args.smart_every)
+    poe = start_poe(args, monitor.alerts.add)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -271,4 +275,25 @@ def cmd_hwd(args: argparse.Namespace) -> int:
         raise FailedPrecondition(f"the storage monitor cannot run: {exc}") from None
     finally:
         notifier.stopping()
+        if poe is not None:
+            poe.close()
     return 0
+
+
+def start_poe(args: argparse.Namespace, alert_sink):
+    """The PoE manager's thread, when the board has PoE controllers."""
+    from hw.board import load_profile
+
+    from appliance.config.recorder import load_config_file
+
+    from appliance.licensing.cli import default_board
+    from appliance.poe.runtime import PoeService, build_manager
+
+    profile = load_profile(args.board or default_board())
+    if "pse" not in profile:
+        return None
+    settings = load_config_file(Path(args.config)).poe if args.config else {}
+    manager, _ = build_manager(profile, settings, alert_sink=alert_sink)
+    service = PoeService(manager, Path(args.state))
+    service.start()
+    return service

@@ -70,7 +70,10 @@ def device_report(state_dir: Path | None = None) -> dict[str, Any]:
     disks = list_disks(mounts=read_mounts())
     reader = SmartReader()
     snapshot = read_snapshot(state_dir) if state_dir else None
+    from appliance.poe.runtime import read_snapshot as read_poe
+    poe = read_poe(state_dir) if state_dir else None
     return {
+        "poe": poe,
         "disks": [d.to_json() for d in disks],
         "raid": {name: a.to_json() for name, a in RaidMonitor().read().items()},
         "smart": {d.device_node: reader.read(d.device_node).to_json()
@@ -103,6 +106,13 @@ def render(report: dict[str, Any]) -> str:
                          + (f" ({'; '.join(smart['reasons'])})" if smart.get("reasons") else ""))
         for name, array in devices["raid"].items():
             lines.append(f"RAID {name}: {array['state']} {array.get('detail', '')}")
+        poe = devices.get("poe")
+        if poe:
+            lines.append(f"PoE: {poe['allocated_w']:.1f} of {poe['budget_w']:.0f} W allocated, "
+                         f"{poe['measured_w']:.1f} W measured")
+            for port in poe["ports"]:
+                lines.append(f"  {port['label']:<8} {port['state']:<10} class {port['class']} "
+                             f"{port['power_w']:.1f} W {port['detail']}")
     for alert in report["alerts"][-5:]:
         lines.append(f"  alert [{alert['severity']}] {alert['source']}: {alert['message']}")
     return "\n".join(lines)

@@ -33,8 +33,9 @@ def test_nvr_run_records_the_simulated_cameras_and_stops_cleanly_on_ctrl_c(tmp_p
     try:
         for line in proc.stdout:
             lines.append(line)
-            recording = [ln for ln in lines[-4:] if " recording " in ln]
-            if len(recording) >= 2 or time.monotonic() > deadline:
+            recording = [ln for ln in lines[-5:] if " recording " in ln]
+            powered = any("Port 1 powered" in ln for ln in lines[-5:])
+            if (len(recording) >= 2 and powered) or time.monotonic() > deadline:
                 break
         [web] = [ln.split("web API: ")[1].strip() for ln in lines if "web API: " in ln]
         with urllib.request.urlopen(web, timeout=10) as resp:  # the timeline of cam1
@@ -50,6 +51,7 @@ def test_nvr_run_records_the_simulated_cameras_and_stops_cleanly_on_ctrl_c(tmp_p
     assert proc.returncode == 0, output[-3000:]
     assert "stopped cleanly" in output
     assert "cam1" in output and "cam2" in output
+    assert "Port 1 powered 6.5 W" in output  # the simulated PoE board powers camera 1's port
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     index = RecordingIndex(var / "data", readonly=True)
     for cam in ("cam1", "cam2"):

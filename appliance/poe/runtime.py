@@ -1,0 +1,101 @@
+"""Running the PoE manager on a board: the real I2C bus, or the simulated one.
+
+A board profile with `[pse.sim]` is a simulated board: its controllers are the
+register-accurate TPS23861 simulator (hw/pse/tps23861_sim.py) on a simulated bus, with
+the devices the profile plugs in. Otherwise the profile's I2C bus is opened with smbus2.
+The manager's snapshot is written (atomically) to `<state>/poe.json` after every poll,
+which `nvr health` and later the web UI read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from appliance.core.clock import Clock, RealClock
+from appliance.core.errors import Unavailable
+from appliance.poe.manager import PoeManager
+from appliance.poe.settings import build_poe_settings
+from appliance.storage.alerts import Alert
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_NAME = "poe.json"
+
+
+def open_bus(profile: dict[str, Any], clock: Clock):
+    from hw.pse.board import parse_pse
+
+    layout = parse_pse(profile)
+    if layout.sim is not None:
+        from hw.pse.tps23861_sim import SimulatedBus
+
+        return SimulatedBus.from_layout(layout, clock.monotonic)
+    try:
+        import smbus2
+
+        return smbus2.SMBus(layout.i2c_bus)
+    except OSError as exc:
+        raise Unavailable(f"the PoE controllers' I2C bus {layout.i2c_bus} cannot be opened "
+                          f"({exc.strerror})") from None
+
+
+def build_manager(profile: dict[str, Any], settings: dict[str, Any] | None = None,
+                  clock: Clock | None = None,
+                  alert_sink: Callable[[list[Alert]], None] | None = None
+                  ) -> tuple[PoeManager, Any]:
+    clock = clock or RealClock()
+    bus = open_bus(profile, clock)
+    manager = PoeManager.from_profile(profile, bus, config=build_poe_settings(settings or {}),
+                                      clock=clock, alert_sink=alert_sink)
+    return manager, bus
+
+
+class PoeService:
+    """The manager's loop in a thread, writing its snapshot after every poll."""
+
+    def __init__(self, manager: PoeManager, state_dir: Path | None) -> None:
+        self.manager = manager
+        self.state_dir = state_dir
+        self.stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="poe", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        interval = self.manager.settings.poll_interval
+        while not self.stop.is_set():
+            try:
+                self.manager.poll()
+                if self.state_dir is not None:
+                    write_snapshot(self.state_dir, self.manager.snapshot().to_json())
+            except Exception:  # one bad poll must not end PoE management
+                log.exception("poe poll failed")
+            self.stop.wait(interval)
+
+
+def write_snapshot(state_dir: Path, data: dict[str, Any]) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tmp = state_dir / (SNAPSHOT_NAME + ".tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, state_dir / SNAPSHOT_NAME)
+
+
+def read_snapshot(state_dir: Path, max_age: float = 60.0) -> dict[str, Any] | None:
+    try:
+        data = json.loads((Path(state_dir) / SNAPSHOT_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or time.time() - float(data.get("time", 0)) > max_age:
+        return None
+    return data

@@ -1,0 +1,50 @@
+"""`nvr hwd` on the simulated board: the PoE manager powers the simulated cameras' ports,
+and `nvr health` reports the ports from hwd's snapshot; hwd stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.timeout(60)
+def test_hwd_runs_poe_and_health_shows_the_ports(tmp_path):
+    state = tmp_path / "state"
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "hwd", "--board", "sim",
+                             "--state", str(state), "--volumes", str(tmp_path / "volumes.json"),
+                             "--smart-history", str(tmp_path / "smart.json")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        ports = {}
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                snap = json.loads((state / "poe.json").read_text())
+                ports = {p["label"]: p for p in snap["ports"]}
+            except (OSError, ValueError):
+                pass
+            if ports.get("Port 1", {}).get("state") == "powered":
+                break
+            time.sleep(0.2)
+        assert ports["Port 1"]["state"] == "powered" and ports["Port 1"]["class"] == 3
+        assert ports["Port 3"]["state"] == "searching"
+        out = subprocess.run([sys.executable, "-m", "appliance.cli", "health", "--data",
+                              str(tmp_path / "data"), "--state", str(state), "--json"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        poe = json.loads(out.stdout)["devices"]["poe"]
+        assert {p["label"]: p["state"] for p in poe["ports"]}["Port 2"] == "powered"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
