@@ -22,6 +22,7 @@ from appliance.cameras.manage_cli import DEFAULT_SECRETS, open_registry
 from appliance.cameras.manage_cli import register as register_camera_commands
 from appliance.licensing.cli import add_licence_args
 from appliance.licensing.cli import register as register_licence_commands
+from appliance.playback.export_cli import register as register_export_commands
 from appliance.storage.cli import register as register_storage_commands
 from appliance.web.cli import register as register_web_commands
 
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_storage_commands(sub)
     register_camera_commands(sub)
     register_licence_commands(sub)
+    register_export_commands(sub)
     register_web_commands(sub)
 
     run = sub.add_parser("run", help="development mode: simulated board and cameras, recorder")
