@@ -59,9 +59,11 @@ def build_manager(profile: dict[str, Any], settings: dict[str, Any] | None = Non
 class PoeService:
     """The manager's loop in a thread, writing its snapshot after every poll."""
 
-    def __init__(self, manager: PoeManager, state_dir: Path | None) -> None:
+    def __init__(self, manager: PoeManager, state_dir: Path | None,
+                 after_poll: Callable[[], Any] | None = None) -> None:
         self.manager = manager
         self.state_dir = state_dir
+        self.after_poll = after_poll  # e.g. stall recovery
         self.stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="poe", daemon=True)
 
@@ -79,6 +81,8 @@ class PoeService:
                 self.manager.poll()
                 if self.state_dir is not None:
                     write_snapshot(self.state_dir, self.manager.snapshot().to_json())
+                if self.after_poll is not None:
+                    self.after_poll()
             except Exception:  # one bad poll must not end PoE management
                 log.exception("poe poll failed")
             self.stop.wait(interval)
@@ -99,3 +103,39 @@ def read_snapshot(state_dir: Path, max_age: float = 60.0) -> dict[str, Any] | No
     if not isinstance(data, dict) or time.time() - float(data.get("time", 0)) > max_age:
         return None
     return data
+
+
+def recorder_stall_check(manager: PoeManager, data_dir: Path, camera_ports: Callable[[], dict],
+                         stall_seconds: float, clock: Clock | None = None) -> Callable[[], Any]:
+    """Stall recovery fed from the recorder's index (statuses in, notes out); a missing
+    data disk or index just skips the check."""
+    from appliance.core.errors import DataLoss
+    from appliance.poe.stall import StallRecovery
+    from appliance.recorder.index import RecordingIndex
+
+    def statuses() -> dict:
+        try:
+            index = RecordingIndex(data_dir, readonly=True)
+        except (DataLoss, OSError):
+            return {}
+        try:
+            return index.statuses()
+        finally:
+            index.close()
+
+    def note(camera: str, time_us: int, text: str) -> None:
+        index = RecordingIndex(data_dir)
+        try:
+            index.add_note(camera, time_us, text)
+        finally:
+            index.close()
+
+    stall = StallRecovery(manager, statuses, camera_ports, note, clock or RealClock(),
+                          stall_seconds)
+
+    def check() -> None:
+        try:
+            stall.check()
+        except Exception:
+            log.exception("stall recovery check failed")
+    return check

@@ -89,6 +89,13 @@ CREATE TABLE IF NOT EXISTS deletions (
     state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done'))
 );
 CREATE INDEX IF NOT EXISTS deletions_pending ON deletions (state) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS camera_notes (   -- written by vigil-hwd (PoE power cycles)
+    id INTEGER PRIMARY KEY,
+    camera TEXT NOT NULL,
+    time_us INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS camera_notes_by_time ON camera_notes (camera, time_us);
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY,
     time_us INTEGER NOT NULL,
@@ -325,7 +332,17 @@ class RecordingIndex:
         return cur.lastrowid
 
     def close_gap(self, gap_id: int, end_us: int) -> None:
-        self._write("UPDATE gaps SET end_us = MAX(?, start_us) WHERE id = ?", (end_us, gap_id))
+        """End a gap; what happened to the camera meanwhile (notes: a PoE power cycle) is
+        added to its detail, so the gap says why the camera came back."""
+        self._write(
+            "UPDATE gaps SET end_us = MAX(?, start_us), detail = detail || COALESCE(("
+            "SELECT '; ' || group_concat(text, '; ') FROM (SELECT text FROM camera_notes n "
+            "WHERE n.camera = gaps.camera AND n.time_us BETWEEN gaps.start_us AND ? "
+            "ORDER BY n.time_us)), '') WHERE id = ?", (end_us, end_us, gap_id))
+
+    def add_note(self, camera: str, time_us: int, text: str) -> None:
+        self._write("INSERT INTO camera_notes (camera, time_us, text) VALUES (?, ?, ?)",
+                    (camera, time_us, text))
 
     def open_gaps(self, camera: str) -> list[Gap]:
         rows = self._read("SELECT * FROM gaps WHERE camera = ? AND end_us IS NULL ORDER BY id",

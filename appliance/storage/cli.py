@@ -76,6 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     hwd.add_argument("--board", default=None,
                      help="board profile for the PoE controllers (default: /etc/vigil/board)")
     hwd.add_argument("--config", help="the appliance TOML file ([poe] settings)")
+    hwd.add_argument("--data", default="/srv/vigil/data",
+                     help="the recorder's data directory (camera states for stall recovery)")
+    hwd.add_argument("--registry", default="/persist/config/cameras.json",
+                     help="the camera registry (which camera is on which PoE port)")
+    hwd.add_argument("--stall-seconds", type=float, default=120.0,
+                     help="power-cycle a camera's PoE port after this long without video")
     hwd.set_defaults(func=cmd_hwd)
 
     retention = sub.add_parser("retention", help="retention controls")
@@ -287,13 +293,24 @@ def start_poe(args: argparse.Namespace, alert_sink):
     from appliance.config.recorder import load_config_file
 
     from appliance.licensing.cli import default_board
-    from appliance.poe.runtime import PoeService, build_manager
+    from appliance.poe.runtime import PoeService, build_manager, recorder_stall_check
 
     profile = load_profile(args.board or default_board())
     if "pse" not in profile:
         return None
     settings = load_config_file(Path(args.config)).poe if args.config else {}
     manager, _ = build_manager(profile, settings, alert_sink=alert_sink)
-    service = PoeService(manager, Path(args.state))
+
+    def camera_ports() -> dict:
+        from appliance.cameras.credentials import CredentialStore
+        from appliance.cameras.registry import CameraRegistry
+        from appliance.config.cameras import build_camera_settings
+
+        registry = CameraRegistry(Path(args.registry), CredentialStore(Path("/nonexistent")),
+                                  build_camera_settings({}))
+        return {c.id: c.poe_port for c in registry.cameras() if c.poe_port}
+
+    check = recorder_stall_check(manager, Path(args.data), camera_ports, args.stall_seconds)
+    service = PoeService(manager, Path(args.state), after_poll=check)
     service.start()
     return service

@@ -20,9 +20,13 @@ class PausingRelay:
         while not self._closed:
             try:
                 client, _ = self.listener.accept()
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
             except OSError:
-                return
+                return  # closed
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:  # the camera behind is down: refuse this one, keep relaying
+                client.close()
+                continue
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
