@@ -12,11 +12,14 @@ VAR ?= var
 # util-linux (blkid, findmnt, lsblk); libudev1 for pyudev; umockdev (with its GI typelib)
 # fakes udev devices and hotplug events in tests; the prometheus procfs Go sources carry
 # an Apache-2.0 corpus of real mdstat/sysfs samples that the RAID parser tests read.
+# Cameras: iproute2 (ip) sets up the private network namespace the ipycam test runs in;
+# libgl1, libglib2.0-0 and libxcb1 are what ipycam's opencv-python wheel links against.
 DEBS := python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	ffmpeg sqlite3 ca-certificates systemd \
 	smartmontools mdadm fdisk e2fsprogs util-linux libudev1 \
-	umockdev gir1.2-umockdev-1.0 golang-github-prometheus-procfs-dev
+	umockdev gir1.2-umockdev-1.0 golang-github-prometheus-procfs-dev \
+	iproute2 libgl1 libglib2.0-0 libxcb1
 
 .PHONY: all setup system-packages run test soak bench clean distclean
 

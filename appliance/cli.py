@@ -19,6 +19,7 @@ from appliance.config.storage import StorageSettings, build_storage_settings
 from appliance.core.errors import VigilError
 from appliance.core.logs import setup_logging
 from appliance.cameras.manage_cli import DEFAULT_SECRETS, open_registry
+from appliance.cameras.cli import register as register_onvif_commands
 from appliance.cameras.manage_cli import register as register_camera_commands
 from appliance.licensing.cli import add_licence_args
 from appliance.licensing.cli import register as register_licence_commands
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_storage_commands(sub)
     register_camera_commands(sub)
+    register_onvif_commands(sub)
     register_licence_commands(sub)
     register_export_commands(sub)
     register_web_commands(sub)

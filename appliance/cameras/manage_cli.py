@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     cams.add_argument("--config", help="the appliance TOML file ([cameras] settings)")
     cams.add_argument("--name", help="add: the camera id (letters, digits, '-', '_')")
     cams.add_argument("--label", help="add: what the owner sees (default: the name)")
+    cams.add_argument("--xaddr", help="add: the camera's ONVIF device service URL (from "
+                      "`nvr discover`): maker, model, serial and streams are asked for")
+    cams.add_argument("--allow-network", action="append", default=[], metavar="CIDR",
+                      help="add --xaddr: also allow this network (e.g. 127.0.0.0/8 in tests)")
     cams.add_argument("--rtsp", help="add: main stream URL, rtsp:// or rtsps://, no password")
     cams.add_argument("--sub", help="add: sub stream URL")
     cams.add_argument("--bitrate-kbps", type=int, default=0,
@@ -48,6 +52,20 @@ def open_registry(args: argparse.Namespace) -> CameraRegistry:
     limit = open_store(args).channel_limit if hasattr(args, "licence") else None
     return CameraRegistry(Path(args.registry), CredentialStore(Path(args.secrets)),
                           build_camera_settings(values), channel_limit=limit)
+
+
+def _onboard(reg: CameraRegistry, args: argparse.Namespace, creds: Credentials | None) -> Camera:
+    """Ask the camera (ONVIF) what it is and where its streams are; every address it
+    gives is checked against the allowed networks before anything is fetched."""
+    from appliance.cameras.onvif import AddressPolicy, onboard
+    from appliance.cameras.registry import from_onboarded
+
+    networks = [str(n) for n in reg.settings.networks()] + list(args.allow_network)
+    policy = AddressPolicy(networks)
+    onboarded = onboard(args.xaddr, creds, policy)
+    camera = from_onboarded(onboarded, args.name, args.label or "")
+    policy.check_url(camera.main.uri, "stream")
+    return camera
 
 
 def read_password(source: str) -> str:
@@ -86,17 +104,21 @@ def cmd_cameras(args: argparse.Namespace) -> int:
 
 
 def _add(reg: CameraRegistry, args: argparse.Namespace) -> int:
-    if not args.name or not args.rtsp:
-        raise InvalidConfig("cameras add: give --name and --rtsp (ONVIF cameras: `nvr discover`)")
-    host = urlsplit(args.rtsp).hostname or ""
-    sub = StreamInfo(args.sub) if args.sub else None
-    camera = Camera(args.name, args.label or args.name, host,
-                    StreamInfo(args.rtsp, bitrate_kbps=args.bitrate_kbps), sub)
+    if not args.name or not (args.rtsp or args.xaddr):
+        raise InvalidConfig("cameras add: give --name and --xaddr (ONVIF, see `nvr discover`) "
+                            "or --rtsp")
     creds = None
     if args.user:
         if not args.password_file:
             raise InvalidConfig("cameras add: --user needs --password-file")
         creds = Credentials(args.user, read_password(args.password_file))
+    if args.xaddr:
+        camera = _onboard(reg, args, creds)
+    else:
+        host = urlsplit(args.rtsp).hostname or ""
+        sub = StreamInfo(args.sub) if args.sub else None
+        camera = Camera(args.name, args.label or args.name, host,
+                        StreamInfo(args.rtsp, bitrate_kbps=args.bitrate_kbps), sub)
     added = reg.add(camera, creds)
     print(json.dumps(added.to_json()) if args.json else f"camera {added.id} added")
     return 0

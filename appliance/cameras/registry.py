@@ -284,3 +284,22 @@ def _index_of(cams: list[Camera], camera_id: str) -> int:
         if cam.id == camera_id:
             return i
     raise InvalidConfig(f"no camera {camera_id!r}")
+
+
+def from_onboarded(onboarded, camera_id: str, label: str = "") -> Camera:
+    """A registry entry from an ONVIF onboarding result (appliance.cameras.onvif)."""
+    def stream(s) -> StreamInfo | None:
+        if s is None:
+            return None
+        return StreamInfo(s.uri, s.codec or "", s.width or 0, s.height or 0, s.fps or 0.0,
+                          s.bitrate_kbps or 0)
+    if onboarded.main is None:
+        from appliance.core.errors import FailedPrecondition
+        raise FailedPrecondition("the camera reported no stream that can be recorded")
+    host = urlsplit(onboarded.xaddr).hostname or ""
+    return Camera(camera_id, label or camera_id, host, stream(onboarded.main),
+                  stream(onboarded.sub), xaddr=onboarded.xaddr,
+                  endpoint=onboarded.endpoint_reference or "",
+                  manufacturer=onboarded.manufacturer or "", model=onboarded.model or "",
+                  firmware=onboarded.firmware or "", serial=onboarded.serial or "",
+                  mac=onboarded.mac or "", snapshot_uri=onboarded.snapshot_uri or "")
