@@ -198,6 +198,17 @@ class CameraRegistry:
             cams[i] = changed
             return changed
 
+    def set_poe_port(self, camera_id: str, label: str) -> Camera:
+        """Link a camera to the PoE port that powers it ("" to unlink); a port powers one
+        camera, so another camera linked to the same port is unlinked."""
+        with self._locked() as cams:
+            i = _index_of(cams, camera_id)
+            for j, cam in enumerate(cams):
+                if j != i and label and cam.poe_port == label:
+                    cams[j] = replace(cam, poe_port="")
+            cams[i] = replace(cams[i], poe_port=label)
+            return cams[i]
+
     def set_credentials(self, camera_id: str, creds: Credentials) -> None:
         with self._locked() as cams:
             _index_of(cams, camera_id)

@@ -137,3 +137,12 @@ def test_concurrent_adds_never_exceed_the_channel_limit(tmp_path):
     saved = json.loads((tmp_path / "config" / "cameras.json").read_text())
     assert len(saved["cameras"]) == 4
     assert not [p for p in os.listdir(tmp_path / "config") if p.endswith(".tmp")]
+
+
+def test_a_port_powers_one_camera(tmp_path):
+    reg = registry(tmp_path)
+    reg.add(camera("a", serial="1"))
+    reg.add(camera("b", serial="2", host="192.168.1.21"))
+    reg.set_poe_port("a", "Port 3")
+    reg.set_poe_port("b", "Port 3")  # b is on port 3 now: a is not any more
+    assert {c.id: c.poe_port for c in reg.cameras()} == {"a": "", "b": "Port 3"}
