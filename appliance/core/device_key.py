@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.core.errors import DataLoss, FailedPrecondition, InvalidConfig
+from appliance.core.files import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def _create(path: Path) -> None:
             os.link(tmp, path)  # atomic, and never replaces a key another process made
         except FileExistsError:
             return
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         log.info("generated the device key %s (fingerprint %s)", path,
                  fingerprint(raw_public(key.public_key())))
     except OSError as exc:
@@ -167,9 +168,3 @@ def _load(path: Path) -> Ed25519PrivateKey:
     return key
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -8,7 +8,6 @@ the board's default channel count (with the reason shown) instead of failing sil
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any, Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from appliance.core.files import atomic_write
 from appliance.licensing.licence import MAX_BYTES, Licence, LicenceError, verify
 
 
@@ -46,17 +46,7 @@ class LicenceStore:
     def install(self, data: bytes) -> Licence:
         licence = self.check(data)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        atomic_write(self.path, data)
         return licence
 
     def status(self) -> LicenceStatus:

@@ -44,6 +44,7 @@ from appliance.core.clock import Clock, RealClock
 from appliance.core.device_key import DeviceKey
 from appliance.core.errors import (DataLoss, FailedPrecondition, InvalidConfig,
                                    ResourceExhausted, VigilError)
+from appliance.core.files import fsync_dir
 from appliance.playback.manifest import (CHECK_CHANGED, CHECK_MISSING, CHECK_NO_HASH, CHECK_OK,
                                          build_manifest, iso, segment_entry, span,
                                          write_manifest)
@@ -642,10 +643,10 @@ class ExportJob:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(self._tmp)
+        fsync_dir(self._tmp)
         self._check()
         os.rename(self._tmp, self.out_dir)  # onto a missing or empty directory
-        _fsync_dir(self.out_dir.parent)
+        fsync_dir(self.out_dir.parent)
         self.manifest = manifest
         self.progress = 1.0
         self.state = ExportState.DONE
@@ -653,9 +654,3 @@ class ExportJob:
                  self.out_dir)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 from appliance.core.clock import Clock, RealClock
 from appliance.core.errors import Unavailable
+from appliance.core.files import atomic_write, read_fresh_json
 from appliance.poe.manager import PoeManager
 from appliance.poe.settings import build_poe_settings
 from appliance.storage.alerts import Alert
@@ -90,19 +89,12 @@ class PoeService:
 
 def write_snapshot(state_dir: Path, data: dict[str, Any]) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = state_dir / (SNAPSHOT_NAME + ".tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, state_dir / SNAPSHOT_NAME)
+    atomic_write(state_dir / SNAPSHOT_NAME, json.dumps(data, sort_keys=True).encode(),
+                 durable=False)
 
 
 def read_snapshot(state_dir: Path, max_age: float = 60.0) -> dict[str, Any] | None:
-    try:
-        data = json.loads((Path(state_dir) / SNAPSHOT_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or time.time() - float(data.get("time", 0)) > max_age:
-        return None
-    return data
+    return read_fresh_json(Path(state_dir) / SNAPSHOT_NAME, max_age)
 
 
 def recorder_stall_check(manager: PoeManager, data_dir: Path, camera_ports: Callable[[], dict],

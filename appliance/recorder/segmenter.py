@@ -22,6 +22,8 @@ from typing import Callable
 
 import av
 
+from appliance.core.files import fsync_dir
+
 log = logging.getLogger(__name__)
 
 FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"}
@@ -63,12 +65,6 @@ def make_dirs_durable(path: Path, stop_at: Path) -> None:
         fsync_dir(directory.parent)
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def container_format(audio_codec: str | None) -> str:

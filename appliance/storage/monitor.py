@@ -15,13 +15,13 @@ import json
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 from appliance.core.clock import Clock, RealClock
 from appliance.storage.alerts import Alert
 from appliance.core.commands import Runner, run_command
+from appliance.core.files import atomic_write, read_fresh_json
 from appliance.storage.disks import (DataDiskTracker, DataVolume, DiskState, DiskWatcher,
                                      list_disks, read_mounts)
 from appliance.storage.raid import ArrayHealth, RaidMonitor, raid_alerts
@@ -70,14 +70,6 @@ class AlertLog:
             except ValueError:
                 continue  # a torn last line after a power cut
         return out
-
-
-def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(data, out, indent=1, sort_keys=True)
-    os.replace(tmp, path)
 
 
 class StorageMonitor:
@@ -157,7 +149,10 @@ class StorageMonitor:
         }
 
     def write_snapshot(self) -> None:
-        write_json_atomically(self.state_dir / SNAPSHOT_NAME, self.snapshot())
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.state_dir / SNAPSHOT_NAME,
+                     json.dumps(self.snapshot(), indent=1, sort_keys=True).encode(),
+                     durable=False)
 
 
 def disk_nodes() -> list[str]:
@@ -167,10 +162,4 @@ def disk_nodes() -> list[str]:
 
 def read_snapshot(state_dir: Path, max_age: float = 120.0) -> dict[str, Any] | None:
     """hwd's last snapshot, if it is fresh (hwd is running)."""
-    try:
-        data = json.loads((Path(state_dir) / SNAPSHOT_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or time.time() - float(data.get("time", 0)) > max_age:
-        return None
-    return data
+    return read_fresh_json(Path(state_dir) / SNAPSHOT_NAME, max_age)

@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from appliance.core.commands import output_of
+from appliance.core.files import atomic_write
 from appliance.storage.alerts import Alert
 
 log = logging.getLogger(__name__)
@@ -649,19 +649,8 @@ def _snapshot_from_json(key: str, data: Any) -> SmartSnapshot | None:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename over, fsync the directory: after a
-    power cut the file is either the old or the new version, never a torn one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """After a power cut the file is either the old or the new version, never a torn one."""
+    atomic_write(path, data)
 
 
 class SmartHistory:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.core.errors import DataLoss
+from appliance.core.files import atomic_write
 
 MARKER = ".vigil-volume"
 
@@ -35,17 +36,8 @@ class VolumeCheck:
 def write_marker(mount_root: Path, volume_id: str | None = None) -> str:
     """Mark a freshly initialised filesystem as a Vigil data volume (atomically)."""
     volume_id = volume_id or str(uuidlib.uuid4())
-    tmp = Path(mount_root) / (MARKER + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump({"volume_id": volume_id, "format": 1}, out)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, Path(mount_root) / MARKER)
-    fd = os.open(mount_root, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write(Path(mount_root) / MARKER,
+                 json.dumps({"volume_id": volume_id, "format": 1}).encode())
     return volume_id
 
 
@@ -104,17 +96,7 @@ def save_volumes(path: Path, volumes: list[dict[str, str]]) -> None:
     """Atomically replace the list (temp file, fsync, rename, fsync the directory)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump({"volumes": volumes}, out, indent=1)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write(path, json.dumps({"volumes": volumes}, indent=1).encode())
 
 
 def check_data_dir(data_dir: Path, allow_boot_media: bool) -> VolumeCheck:

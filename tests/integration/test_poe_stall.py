@@ -17,17 +17,10 @@ from appliance.recorder.index import RecordingIndex
 from hw.board import load_profile
 from hw.camsim.server import SimCamera
 from tests.integration.recorder_process import RecorderProcess
+from tests.integration.waiting import wait_until
 from tests.integration.relay import PausingRelay
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.timeout(180)

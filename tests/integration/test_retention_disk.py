@@ -19,6 +19,7 @@ from hw.camsim.server import SimCamera
 from tests.integration.conftest import CACHE, ROOT
 from tests.integration.disks import loop_disk
 from tests.integration.recorder_process import RecorderProcess
+from tests.integration.waiting import wait_until
 
 LOW_WATER = 20.0
 
@@ -61,14 +62,6 @@ def clock_jump_pass(data, index):
     return plan
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.timeout(240)

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from appliance.recorder.index import RecordingIndex, Segment
-from appliance.recorder.segmenter import fsync_dir
+from appliance.core.files import fsync_dir
 
 log = logging.getLogger(__name__)
 
