@@ -17,10 +17,8 @@ from appliance.recorder.index import RecordingIndex
 from hw.board import load_profile
 from hw.camsim.server import SimCamera
 from tests.integration.recorder_process import RecorderProcess
-from tests.integration.waiting import wait_until
 from tests.integration.relay import PausingRelay
-
-
+from tests.integration.waiting import wait_until
 
 
 @pytest.mark.timeout(180)

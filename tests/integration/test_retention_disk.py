@@ -62,8 +62,6 @@ def clock_jump_pass(data, index):
     return plan
 
 
-
-
 @pytest.mark.timeout(240)
 def test_low_water_retention_keeps_recording_on_a_full_disk(busy_clip, camera_server, tmp_path):
     server = camera_server(SimCamera("/a", busy_clip, shared=False),
