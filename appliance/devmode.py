@@ -82,13 +82,15 @@ def poe_line(manager) -> str:
 class WebServer:
     """The web app on waitress in a background thread (loopback only)."""
 
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, accounts_path: Path, licence) -> None:
         from waitress.server import create_server
 
+        from appliance.web.accounts import AccountStore
         from appliance.web.app import create_app
 
-        self._server = create_server(create_app(data_dir), host="127.0.0.1", port=port,
-                                     threads=4, ident="vigil")
+        self.accounts = AccountStore(accounts_path)
+        app = create_app(data_dir, self.accounts, licence=lambda: licence)
+        self._server = create_server(app, host="127.0.0.1", port=port, threads=4, ident="vigil")
         self.url = f"http://127.0.0.1:{self._server.effective_port}"
         self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
 
@@ -116,7 +118,8 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
     recorder = Recorder(var / "data", configs, build_settings({}), storage=storage,
                         channel_limit=licence.channel_limit)
     tty = sys.stdout.isatty()
-    web = WebServer(var / "data", web_port if port_is_free(web_port) else 0)
+    web = WebServer(var / "data", web_port if port_is_free(web_port) else 0,
+                    var / "accounts.sqlite3", licence)
     poe_manager, _ = build_manager(profile)
     poe = PoeService(poe_manager, var / "state")
 
@@ -126,6 +129,9 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
         poe.start()
         web.start()
         print(f"web API: {web.url}/api/v1/cameras/cam1/timeline", flush=True)
+        if web.accounts.setup_needed():
+            print(f"no admin yet (there is no default password): POST {web.url}/api/v1/setup "
+                  '{"username": ..., "password": ...}', flush=True)
         print(f"board: {profile['board']['name']}; cameras: "
               + ", ".join(f"{c.name}={c.url}" for c in configs), flush=True)
         print(f"recording to {var / 'data'}; list with: nvr segments --data {var / 'data'}",

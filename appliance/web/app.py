@@ -1,35 +1,50 @@
-"""The Flask application factory.
+"""The Flask application factory: security first (web/security.py), then the API.
 
-So far it serves the playback API (timeline, HLS playlists, recorded segments). The web
-issue adds the first-boot wizard, login and roles in front of every route; until then
-`nvr serve` binds to localhost only.
+Every route needs a session except the setup and login endpoints and the static page
+shells; the first-boot setup creates the admin (there is no default account).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, Iterable
 
 from flask import Flask, jsonify
 
-from appliance.core.errors import InvalidConfig, ResourceExhausted, Unavailable, VigilError
+from appliance.core.errors import (DataLoss, FailedPrecondition, InvalidConfig,
+                                   ResourceExhausted, Unavailable, VigilError)
+from appliance.web import security
+from appliance.web.accounts import AccountStore, LoginFailed
 
 
-def create_app(data_dir: Path) -> Flask:
+def create_app(data_dir: Path, accounts: AccountStore, *,
+               allowed_hosts: Iterable[str] = (), licence: Callable | None = None) -> Flask:
     app = Flask("vigil")
     app.config["VIGIL_DATA_DIR"] = Path(data_dir)
+    app.config["VIGIL_ACCOUNTS"] = accounts
+    app.config["VIGIL_ALLOWED_HOSTS"] = tuple(allowed_hosts)
+    app.config["VIGIL_LICENCE"] = licence
+    security.install(app)
+    from appliance.web.auth_api import auth
+    from appliance.web.licence_api import licence as licence_api
     from appliance.web.playback_api import playback
 
+    app.register_blueprint(auth, url_prefix="/api/v1")
+    app.register_blueprint(licence_api, url_prefix="/api/v1")
     app.register_blueprint(playback, url_prefix="/api/v1")
 
     @app.errorhandler(VigilError)
     def vigil_error(exc: VigilError):
-        status = 400 if isinstance(exc, InvalidConfig) else \
-            429 if isinstance(exc, ResourceExhausted) else \
-            503 if isinstance(exc, Unavailable) else 409
+        status = (401 if isinstance(exc, LoginFailed) else
+                  400 if isinstance(exc, InvalidConfig) else
+                  429 if isinstance(exc, ResourceExhausted) else
+                  503 if isinstance(exc, Unavailable) else
+                  500 if isinstance(exc, DataLoss) else
+                  409 if isinstance(exc, FailedPrecondition) else 400)
         return jsonify(error=str(exc)), status
 
-    @app.errorhandler(404)
-    def not_found(exc):
-        return jsonify(error="not found"), 404
-
+    for code, text in ((403, "not allowed for this user"), (404, "not found"),
+                       (405, "method not allowed"), (413, "the request is too large")):
+        app.register_error_handler(code, lambda exc, text=text, code=code:
+                                   (jsonify(error=text), code))
     return app

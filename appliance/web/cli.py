@@ -7,13 +7,17 @@ import ipaddress
 from pathlib import Path
 
 from appliance.core.errors import InvalidConfig
+from appliance.licensing.cli import add_licence_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="the web API (playback so far) on localhost")
     serve.add_argument("--data", required=True, help="data directory (recordings and index)")
     serve.add_argument("--listen", default="127.0.0.1:8080", help="address:port (loopback "
-                       "only until login arrives with the web UI)")
+                       "only until HTTPS arrives with the web UI)")
+    serve.add_argument("--accounts", default="/persist/config/accounts.sqlite3",
+                       help="users, sessions and the audit log (created at first boot)")
+    add_licence_args(serve)
     serve.set_defaults(func=cmd_serve)
 
 
@@ -25,7 +29,8 @@ def parse_listen(text: str) -> tuple[str, int]:
     except ValueError:
         raise InvalidConfig(f"--listen {text!r}: expected ADDRESS:PORT") from None
     if not address.is_loopback:
-        raise InvalidConfig("the API has no login yet: it listens on loopback only")
+        raise InvalidConfig("without HTTPS (it arrives with the web UI) the API listens on "
+                            "loopback only")
     if not 0 < number < 65536:
         raise InvalidConfig(f"--listen: port {number} is out of range")
     return str(address), number
@@ -36,6 +41,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from appliance.web.app import create_app
 
+    from appliance.licensing.cli import open_store
+    from appliance.web.accounts import AccountStore
+
     host, port = parse_listen(args.listen)
-    serve(create_app(Path(args.data)), host=host, port=port, threads=8, ident="vigil")
+    app = create_app(Path(args.data), AccountStore(Path(args.accounts)),
+                     licence=lambda: open_store(args))
+    serve(app, host=host, port=port, threads=8, ident="vigil")
     return 0

@@ -19,6 +19,7 @@ from appliance.playback.hls import FragmentCache, playlist
 from appliance.playback.snapshot import snapshot_jpeg
 from appliance.playback.timeline import timeline
 from appliance.recorder.index import RecordingIndex
+from appliance.web.security import check_camera
 
 playback = Blueprint("playback", __name__)
 _fragments = FragmentCache()
@@ -58,6 +59,7 @@ def _time_arg(name: str, default_us: int | None = None) -> int:
 def _camera(name: str) -> str:
     if not CAMERA_NAME.match(name):
         raise InvalidConfig("not a camera name")
+    check_camera(name)
     return name
 
 
@@ -91,9 +93,10 @@ def camera_snapshot(name: str):
 
 @playback.get("/recordings/<int:seg_id>.mp4")
 def recording(seg_id: int):
-    rows = _index().query("SELECT path, status FROM segments WHERE id = ?", (seg_id,))
+    rows = _index().query("SELECT path, status, camera FROM segments WHERE id = ?", (seg_id,))
     if not rows or rows[0]["status"] == "missing":
         return jsonify(error="no such recording"), 404
+    check_camera(rows[0]["camera"])  # a viewer guessing another camera's ids gets 403
     root = (Path(current_app.config["VIGIL_DATA_DIR"]) / "recordings").resolve()
     path = (Path(current_app.config["VIGIL_DATA_DIR"]) / rows[0]["path"]).resolve()
     if not path.is_relative_to(root) or not path.is_file():

@@ -3,11 +3,11 @@ stops all."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import psutil
@@ -16,6 +16,7 @@ import pytest
 from appliance.recorder.index import RecordingIndex
 from hw.camsim.server import free_port
 from tests.integration.conftest import CACHE, ROOT
+from tests.integration.web_session import ApiClient
 
 
 @pytest.mark.timeout(300)
@@ -38,8 +39,14 @@ def test_nvr_run_records_the_simulated_cameras_and_stops_cleanly_on_ctrl_c(tmp_p
             if (len(recording) >= 2 and powered) or time.monotonic() > deadline:
                 break
         [web] = [ln.split("web API: ")[1].strip() for ln in lines if "web API: " in ln]
-        with urllib.request.urlopen(web, timeout=10) as resp:  # the timeline of cam1
-            assert resp.status == 200 and json.load(resp)["camera"] == "cam1"
+        assert any("no admin yet (there is no default password)" in ln for ln in lines)
+        base = web.split("/api/v1")[0]
+        with pytest.raises(urllib.error.HTTPError) as err:  # nothing before the setup
+            urllib.request.urlopen(web, timeout=10)
+        assert err.value.code == 503
+        client = ApiClient(base).login()
+        status, timeline = client.json("GET", "/api/v1/cameras/cam1/timeline")
+        assert status == 200 and timeline["camera"] == "cam1"
         children = psutil.Process(proc.pid).children(recursive=True)
         assert any("rtsp_server.py" in " ".join(c.cmdline()) for c in children)
         proc.send_signal(signal.SIGINT)  # Ctrl-C

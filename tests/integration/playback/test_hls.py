@@ -15,9 +15,11 @@ import pytest
 from waitress.server import create_server
 
 from appliance.recorder.index import RecordingIndex
+from appliance.web.accounts import AccountStore
 from appliance.web.app import create_app
 from hw.camsim.server import SimCamera
 from tests.integration.recorder_process import RecorderProcess
+from tests.integration.web_session import ApiClient
 
 
 @pytest.fixture(scope="module")
@@ -48,21 +50,31 @@ def recording(tmp_path_factory, small_clip):
 
 
 @pytest.fixture(scope="module")
-def api(recording):
-    srv = create_server(create_app(recording), host="127.0.0.1", port=0, threads=4)
+def api(recording, tmp_path_factory):
+    accounts = AccountStore(tmp_path_factory.mktemp("accounts") / "accounts.sqlite3")
+    srv = create_server(create_app(recording, accounts), host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
+    client = ApiClient(f"http://127.0.0.1:{srv.effective_port}").login()
+    SESSION["client"] = client
     yield f"http://127.0.0.1:{srv.effective_port}/api/v1"
     srv.close()
 
 
-def get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as resp:
+SESSION: dict = {}
+
+
+def get(url: str, headers: dict | None = None) -> bytes:
+    """GET with the logged-in session (HTTPError on 4xx/5xx, like urlopen)."""
+    client = SESSION["client"]
+    req = urllib.request.Request(url, headers=headers or {})
+    with client.opener.open(req, timeout=10) as resp:
         return resp.read()
 
 
 def ffprobe(url: str, *args: str) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", *args, "-of", "json", url],
+    cookie = ["-headers", f"Cookie: {SESSION['client'].cookie}\r\n"] if url.startswith("http") else []
+    out = subprocess.run(["ffprobe", "-v", "error", *cookie, *args, "-of", "json", url],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and not out.stderr.strip(), out.stderr
     return json.loads(out.stdout)
@@ -91,7 +103,8 @@ def test_ffmpeg_plays_the_whole_range_across_the_gap(api, recording):
     assert text.count("#EXT-X-MAP") == len(segs) and "#EXT-X-ENDLIST" in text
     recorded = sum(s.end_us - s.start_us for s in segs) / 1e6
     # Decode, as a player does (each file starts its own timeline after a discontinuity).
-    out = subprocess.run(["ffmpeg", "-v", "error", "-i", url, "-f", "null", "-"],
+    out = subprocess.run(["ffmpeg", "-v", "error", "-headers",
+                          f"Cookie: {SESSION['client'].cookie}\r\n", "-i", url, "-f", "null", "-"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and not out.stderr.strip(), out.stderr
     frames = ffprobe(url, "-select_streams", "v:0", "-count_frames",
@@ -117,8 +130,11 @@ def test_a_seek_lands_within_one_gop(api, recording):
 
 def test_files_only_by_id_and_byte_ranges_work(api):
     req = urllib.request.Request(f"{api}/recordings/1.mp4", headers={"Range": "bytes=0-7"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    with SESSION["client"].opener.open(req, timeout=10) as resp:
         assert resp.status == 206 and resp.read()[4:8] == b"ftyp"
+    with pytest.raises(urllib.error.HTTPError) as err:  # no session: nothing
+        urllib.request.urlopen(f"{api}/recordings/1.mp4", timeout=10)
+    assert err.value.code == 401
     for bad in ("/recordings/999999.mp4", "/recordings/..%2Findex.sqlite3",
                 "/recordings/-1.mp4", "/cameras/..%2F..%2Fetc/timeline"):
         with pytest.raises(urllib.error.HTTPError) as err:
