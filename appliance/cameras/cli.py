@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from appliance.cameras.credentials import Credentials
 from appliance.cameras.manage_cli import read_password
 from appliance.cameras.onvif import AddressPolicy, Timeouts, onboard, probe
 from appliance.config.cameras import CameraSettings
-from appliance.core.errors import InvalidConfig, VigilError
+from appliance.core.errors import InvalidConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -118,22 +117,3 @@ def cmd_onvif_info(args: argparse.Namespace) -> int:
         print(f"  warning: {warning}")
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    from appliance.core.logs import setup_logging
-
-    parser = argparse.ArgumentParser(prog="nvr", description="ONVIF discovery and onboarding")
-    parser.add_argument("--log-level", default="WARNING",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    setup_logging(args.log_level)
-    try:
-        return args.func(args)
-    except VigilError as exc:
-        print(f"nvr: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

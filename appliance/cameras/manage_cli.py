@@ -1,4 +1,6 @@
-"""`nvr cameras`: list, add, enable, disable and remove the cameras the box records."""
+"""`nvr cameras`: list, add, enable, disable and remove the cameras the box records;
+replace a camera's factory password (rotate-password, or add --rotate-password); find
+cameras again after an address change (rediscover)."""
 
 from __future__ import annotations
 
@@ -6,22 +8,29 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from appliance.cameras.credentials import Credentials, CredentialStore
 from appliance.cameras.registry import Camera, CameraRegistry, StreamInfo
-from appliance.core.errors import InvalidConfig
+from appliance.core.errors import FailedPrecondition, InvalidConfig, VigilError
 from appliance.licensing.cli import add_licence_args, open_store
+
+if TYPE_CHECKING:
+    from appliance.cameras.onvif import AddressPolicy
 
 DEFAULT_REGISTRY = "/persist/config/cameras.json"
 DEFAULT_SECRETS = "/persist/secrets/cameras"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    cams = sub.add_parser("cameras", help="the cameras this box records")
+    # allow_abbrev=False: `--password secret` must not pass as --password-file.
+    cams = sub.add_parser("cameras", allow_abbrev=False, help="the cameras this box records")
     cams.add_argument("action", nargs="?", default="list",
-                      choices=["list", "add", "remove", "enable", "disable"])
-    cams.add_argument("camera", nargs="?", help="remove/enable/disable: the camera id")
+                      choices=["list", "add", "remove", "enable", "disable", "rotate-password",
+                               "rediscover"])
+    cams.add_argument("camera", nargs="?",
+                      help="remove/enable/disable/rotate-password: the camera id")
     cams.add_argument("--registry", default=DEFAULT_REGISTRY)
     cams.add_argument("--secrets", default=DEFAULT_SECRETS)
     cams.add_argument("--config", help="the appliance TOML file ([cameras] settings)")
@@ -30,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     cams.add_argument("--xaddr", help="add: the camera's ONVIF device service URL (from "
                       "`nvr discover`): maker, model, serial and streams are asked for")
     cams.add_argument("--allow-network", action="append", default=[], metavar="CIDR",
-                      help="add --xaddr: also allow this network (e.g. 127.0.0.0/8 in tests)")
+                      help="add --xaddr, rotate-password, rediscover: also allow this network "
+                      "(e.g. 127.0.0.0/8 in tests)")
     cams.add_argument("--rtsp", help="add: main stream URL, rtsp:// or rtsps://, no password")
     cams.add_argument("--sub", help="add: sub stream URL")
     cams.add_argument("--bitrate-kbps", type=int, default=0,
@@ -38,6 +48,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     cams.add_argument("--user", help="add: the camera's user name")
     cams.add_argument("--password-file", help="add: read the password from this file "
                       "('-' for stdin); never given on the command line")
+    cams.add_argument("--rotate-password", action="store_true",
+                      help="add --xaddr: after adding, replace the camera's (factory) password "
+                      "with a strong generated one (ONVIF SetUser), verified before it is "
+                      "stored; it is never shown")
+    cams.add_argument("--timeout", type=float, metavar="S",
+                      help="rediscover: seconds to listen for WS-Discovery answers [default: "
+                      "the cameras.discovery_seconds setting]")
+    cams.add_argument("--address", action="append", default=[], metavar="IP",
+                      help="rediscover: probe this address by unicast instead of multicast "
+                      "(repeatable)")
+    cams.add_argument("--port", type=int, default=3702,
+                      help="rediscover --address: their WS-Discovery port [default 3702]")
     cams.add_argument("--json", action="store_true")
     add_licence_args(cams)
     cams.set_defaults(func=cmd_cameras)
@@ -54,14 +76,21 @@ def open_registry(args: argparse.Namespace) -> CameraRegistry:
                           build_camera_settings(values), channel_limit=limit)
 
 
+def camera_policy(reg: CameraRegistry, args: argparse.Namespace) -> AddressPolicy:
+    """The address policy for this registry's cameras: the configured networks plus
+    --allow-network."""
+    from appliance.cameras.onvif import AddressPolicy
+
+    return AddressPolicy([str(n) for n in reg.settings.networks()] + list(args.allow_network))
+
+
 def _onboard(reg: CameraRegistry, args: argparse.Namespace, creds: Credentials | None) -> Camera:
     """Ask the camera (ONVIF) what it is and where its streams are; every address it
     gives is checked against the allowed networks before anything is fetched."""
-    from appliance.cameras.onvif import AddressPolicy, onboard
+    from appliance.cameras.onvif import onboard
     from appliance.cameras.registry import from_onboarded
 
-    networks = [str(n) for n in reg.settings.networks()] + list(args.allow_network)
-    policy = AddressPolicy(networks)
+    policy = camera_policy(reg, args)
     onboarded = onboard(args.xaddr, creds, policy)
     camera = from_onboarded(onboarded, args.name, args.label or "")
     policy.check_url(camera.main.uri, "stream")
@@ -93,8 +122,12 @@ def cmd_cameras(args: argparse.Namespace) -> int:
         return 0
     if args.action == "add":
         return _add(reg, args)
+    if args.action == "rediscover":
+        return _rediscover(reg, args)
     if not args.camera:
         raise InvalidConfig(f"cameras {args.action}: name the camera")
+    if args.action == "rotate-password":
+        return _rotate(reg, args)
     if args.action == "remove":
         reg.remove(args.camera)
     else:
@@ -112,6 +145,9 @@ def _add(reg: CameraRegistry, args: argparse.Namespace) -> int:
         if not args.password_file:
             raise InvalidConfig("cameras add: --user needs --password-file")
         creds = Credentials(args.user, read_password(args.password_file))
+    if args.rotate_password and not (args.xaddr and creds):
+        raise InvalidConfig("cameras add --rotate-password: give --xaddr, --user and "
+                            "--password-file (the camera's current password)")
     if args.xaddr:
         camera = _onboard(reg, args, creds)
     else:
@@ -119,6 +155,74 @@ def _add(reg: CameraRegistry, args: argparse.Namespace) -> int:
         sub = StreamInfo(args.sub) if args.sub else None
         camera = Camera(args.name, args.label or args.name, host,
                         StreamInfo(args.rtsp, bitrate_kbps=args.bitrate_kbps), sub)
+    # Registered first, with the password that works now: whatever happens during the
+    # rotation, the box keeps a password the camera accepts.
     added = reg.add(camera, creds)
-    print(json.dumps(added.to_json()) if args.json else f"camera {added.id} added")
+    if not args.rotate_password:
+        print(json.dumps(added.to_json()) if args.json else f"camera {added.id} added")
+        return 0
+    from appliance.cameras.rotation import RotationFailed, rotate_password
+
+    try:
+        rotate_password(reg, added.id, camera_policy(reg, args))
+    except RotationFailed as exc:
+        raise RotationFailed(f"camera {added.id} was added with the password you gave, but "
+                             f"its password was not replaced: {_unprefixed(exc, added.id)}",
+                             exc.valid) from None
+    except (VigilError, OSError) as exc:
+        raise FailedPrecondition(f"camera {added.id} was added with the password you gave, "
+                                 "which stays in use; replacing it failed: "
+                                 f"{_unprefixed(exc, added.id)}") from None
+    print(json.dumps({**added.to_json(), "password_rotated": True}) if args.json else
+          f"camera {added.id} added; its password was replaced by a generated one "
+          "(stored, not shown)")
+    return 0
+
+
+def _unprefixed(exc: BaseException, camera_id: str) -> str:
+    text = str(exc)
+    prefix = f"camera {camera_id}: "
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def _rotate(reg: CameraRegistry, args: argparse.Namespace) -> int:
+    from appliance.cameras.rotation import rotate_password
+
+    done = rotate_password(reg, args.camera, camera_policy(reg, args))
+    if args.json:
+        print(json.dumps(done.to_json()))
+    else:
+        print(f"camera {done.camera_id}: the password of user {done.username} was replaced "
+              "by a generated one (stored, not shown)" + (f"; {done.note}" if done.note else ""))
+    return 0
+
+
+def _rediscover(reg: CameraRegistry, args: argparse.Namespace) -> int:
+    from appliance.cameras.rediscover import rediscover
+
+    timeout = args.timeout if args.timeout is not None else reg.settings.discovery_seconds
+    if not (0.2 <= timeout <= 60):
+        raise InvalidConfig("--timeout must be between 0.2 and 60 seconds")
+    report = rediscover(reg, camera_policy(reg, args), timeout, addresses=args.address,
+                        multicast=not args.address, port=args.port)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=1))
+        return 0
+    for move in report.moved:
+        print(f"moved     {move.camera_id:<16} {move.old_host} -> {move.new_host}")
+    for held in report.held:
+        print(f"not moved {held.camera_id:<16} found at {held.host}: {held.reason}")
+    for camera_id in report.unchanged:
+        print(f"unchanged {camera_id}")
+    for camera_id in report.not_seen:
+        print(f"not seen  {camera_id}")
+    for dev in report.unknown:
+        usable = dev.usable_xaddrs
+        print(f"new       {dev.sender:<16} {dev.name or '(no name)'}  endpoint {dev.endpoint}"
+              + (f"  xaddr {usable[0]}" if usable else "  (no usable address)"))
+    if report.unknown:
+        print("new devices are not added; add one with `nvr cameras add --name NAME --xaddr "
+              "URL --user USER --password-file FILE`")
+    if not (report.moved or report.held or report.unchanged or report.unknown):
+        print(f"no ONVIF camera answered within {timeout:g} s")
     return 0

@@ -13,6 +13,7 @@ and snapshot URIs come back without credentials and checked by the address polic
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import ssl
@@ -27,7 +28,7 @@ from appliance.cameras.onvif.soap import (NS, BadResponse, Fault, envelope, faul
 from appliance.cameras.onvif.transport import CameraUnreachable, Timeouts, request
 from appliance.cameras.onvif.wsse import security_header
 from appliance.core.clock import Clock, RealClock
-from appliance.core.errors import FailedPrecondition, Unavailable
+from appliance.core.errors import FailedPrecondition, Unavailable, VigilError
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,29 @@ class OnvifClient:
             log.debug("camera=%s no endpoint reference: %s", self.device.host, exc)
             return None
 
+    def users(self) -> list[responses.OnvifUser]:
+        """GetUsers (ONVIF lets only administrators read it)."""
+        root = self.call(self.xaddr, NS["tds"], "GetUsers", "<tds:GetUsers/>")
+        return responses.users(root)
+
+    def set_user(self, username: str, password: str, level: str) -> None:
+        """SetUser: give an existing user a new password, at the level given.
+
+        ONVIF carries the password itself in the request body (over HTTPS when the
+        device address is https://). Nothing here logs it, and a fault that quotes it
+        back is redacted before the error leaves this method."""
+        body = ("<tds:SetUser><tds:User>"
+                f"<tt:Username>{xml_text(username)}</tt:Username>"
+                f"<tt:Password>{xml_text(password)}</tt:Password>"
+                f"<tt:UserLevel>{xml_text(level)}</tt:UserLevel>"
+                "</tds:User></tds:SetUser>")
+        try:
+            root = self.call(self.xaddr, NS["tds"], "SetUser", body)
+            responses.expect(root, "SetUserResponse", "SetUser")
+        except VigilError as exc:
+            _redact(exc, password)
+            raise
+
     # -- media service (1 and 2) ----------------------------------------------------------
 
     def profiles(self, url: str, media2: bool) -> list[responses.MediaProfile]:
@@ -260,3 +284,13 @@ class OnvifClient:
         body = (f"<{prefix}:GetSnapshotUri><{prefix}:ProfileToken>{xml_text(token)}"
                 f"</{prefix}:ProfileToken></{prefix}:GetSnapshotUri>")
         return responses.media_uri(self.call(url, ns, "GetSnapshotUri", body), "GetSnapshotUri")
+
+
+def _redact(exc: VigilError, secret: str) -> None:
+    """Take a secret out of an error's message (and its fault), in place."""
+    if not secret:
+        return
+    exc.args = tuple(a.replace(secret, "***") if isinstance(a, str) else a for a in exc.args)
+    fault = getattr(exc, "fault", None)
+    if isinstance(fault, Fault) and secret in fault.reason:
+        exc.fault = dataclasses.replace(fault, reason=fault.reason.replace(secret, "***"))

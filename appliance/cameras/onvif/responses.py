@@ -43,6 +43,12 @@ class DeviceInformation:
 
 
 @dataclass(frozen=True)
+class OnvifUser:
+    username: str
+    level: str | None     # Administrator, Operator, User, Anonymous or Extended
+
+
+@dataclass(frozen=True)
 class MediaProfile:
     token: str
     name: str
@@ -125,6 +131,18 @@ def capabilities(root: ET.Element) -> dict[str, str]:
 def endpoint_reference(root: ET.Element) -> str | None:
     resp = expect(root, "GetEndpointReferenceResponse", "GetEndpointReference")
     return normal_endpoint(text(resp, "GUID", limit=256))
+
+
+def users(root: ET.Element) -> list[OnvifUser]:
+    """GetUsers: user names and levels. A password element, which a camera should never
+    send, is not read."""
+    resp = expect(root, "GetUsersResponse", "GetUsers")
+    found = []
+    for user in children(resp, "User"):
+        name = text(user, "Username", limit=64)
+        if name:
+            found.append(OnvifUser(name, text(user, "UserLevel", limit=32)))
+    return found
 
 
 UUID = re.compile(r"^(?:urn:)?(?:uuid:)?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"

@@ -1,13 +1,20 @@
-"""A fake ONVIF camera on 127.0.0.1 for tests: answers from the hand-written fixtures,
+"""A fake ONVIF camera on loopback for tests: answers from the hand-written fixtures,
 checks WS-Security like a strict camera (digest, nonce replay, `created` within 5 s of
 *its own* clock, which may be set off ours), optionally wants HTTP Digest on top, and
 records every request it gets.
+
+User management like a camera's: GetUsers lists its users and their levels, SetUser
+changes a password (and level), after which only the new password is accepted.
+`down = True` makes it drop every connection unanswered (a camera rebooting).
+`host` puts it on another loopback address (127.0.0.2: the same camera after a DHCP
+change).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import re
 import threading
 import time
@@ -47,15 +54,21 @@ def _field(body: str, tag: str) -> str | None:
 class FakeCamera:
     def __init__(self, *, username: str = "admin", password: str = "pa55 word",
                  skew_s: float = 0.0, media2: bool = False, http_digest: bool = False,
-                 answers: dict[str, Answer] | None = None) -> None:
+                 answers: dict[str, Answer] | None = None, host: str = "127.0.0.1",
+                 user_level: str = "Administrator") -> None:
+        self.host = host
         self.username = username
         self.password = password
+        self.user_level = user_level
+        self.other_users = {"operator": "Operator", "viewer": "User"}   # name -> level
+        self.set_user_calls: list[tuple[str, str]] = []    # (user name, level); no passwords
+        self.down = False
         self.skew_s = skew_s
         self.media2 = media2
         self.http_digest = http_digest
         self.requests: list[Seen] = []
         self._nonces: set[str] = set()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer((host, 0), self._handler())
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.answers: dict[str, Answer] = self._defaults()
@@ -65,7 +78,7 @@ class FakeCamera:
 
     @property
     def xaddr(self) -> str:
-        return f"http://127.0.0.1:{self.port}/onvif/device_service"
+        return f"http://{self.host}:{self.port}/onvif/device_service"
 
     def __enter__(self) -> "FakeCamera":
         self._thread.start()
@@ -82,8 +95,9 @@ class FakeCamera:
 
     def localise(self, data: bytes) -> bytes:
         """Fixture addresses (192.168.1.20) -> this fake's address."""
-        return (data.replace(b"http://192.168.1.20/", f"http://127.0.0.1:{self.port}/".encode())
-                .replace(b"192.168.1.20", b"127.0.0.1"))
+        host = self.host.encode()
+        return (data.replace(b"http://192.168.1.20/", b"http://%s:%d/" % (host, self.port))
+                .replace(b"192.168.1.20", host))
 
     def _defaults(self) -> dict[str, Answer]:
         services = fixture("get_services.xml")
@@ -102,6 +116,8 @@ class FakeCamera:
             f"{TRT}/GetSnapshotUri": self.localise(fixture("snapshot_uri.xml")),
             f"{TR2}/GetProfiles": fixture("get_profiles.media2.xml"),
             f"{TR2}/GetStreamUri": lambda body: (200, self._stream_uri(body, TR2)),
+            f"{TDS}/GetUsers": lambda body: (200, self._users()),
+            f"{TDS}/SetUser": self.set_user,
         }
 
     def _date_and_time(self) -> bytes:
@@ -121,7 +137,7 @@ class FakeCamera:
 
     def _stream_uri(self, body: str, ns: str) -> bytes:
         token = _field(body, "ProfileToken") or "none"
-        uri = f"rtsp://127.0.0.1:554/stream/{token}"
+        uri = f"rtsp://{self.host}:554/stream/{token}"
         prefix = "tr2" if ns == TR2 else "trt"
         inner = (f"<tr2:Uri>{uri}</tr2:Uri>" if ns == TR2 else
                  f"<trt:MediaUri><tt:Uri>{uri}</tt:Uri></trt:MediaUri>")
@@ -130,6 +146,37 @@ class FakeCamera:
                 f'xmlns:trt="{TRT}" xmlns:tr2="{TR2}" xmlns:tt="http://www.onvif.org/ver10/schema">'
                 f"<s:Body><{prefix}:GetStreamUriResponse>{inner}"
                 f"</{prefix}:GetStreamUriResponse></s:Body></s:Envelope>").encode()
+
+    def _users(self) -> bytes:
+        users = {self.username: self.user_level, **self.other_users}
+        entries = "".join(f"<tds:User><tt:Username>{html.escape(name)}</tt:Username>"
+                          f"<tt:UserLevel>{level}</tt:UserLevel></tds:User>"
+                          for name, level in users.items())
+        return self._response(f"<tds:GetUsersResponse>{entries}</tds:GetUsersResponse>")
+
+    def set_user(self, body: str) -> tuple[int, bytes]:
+        """SetUser as cameras do it: the user must exist; the change applies at once."""
+        inner = body[body.find("Body>"):]   # past the WS-Security header's Username
+        name, password = _field(inner, "Username"), _field(inner, "Password")
+        level = _field(inner, "UserLevel") or ""
+        if name is None or password is None:
+            return 400, fixture("fault.action-not-supported.xml")
+        name, password = html.unescape(name), html.unescape(password)
+        self.set_user_calls.append((name, level))
+        if name == self.username:
+            self.password, self.user_level = password, level
+        elif name in self.other_users:
+            self.other_users[name] = level
+        else:
+            return 400, fixture("fault.action-not-supported.xml")
+        return 200, self._response("<tds:SetUserResponse/>")
+
+    @staticmethod
+    def _response(body: str) -> bytes:
+        return ('<?xml version="1.0" encoding="UTF-8"?><s:Envelope '
+                'xmlns:s="http://www.w3.org/2003/05/soap-envelope" '
+                f'xmlns:tds="{TDS}" xmlns:tt="http://www.onvif.org/ver10/schema">'
+                f"<s:Body>{body}</s:Body></s:Envelope>").encode()
 
     # -- checks -------------------------------------------------------------------------
 
@@ -168,6 +215,9 @@ class FakeCamera:
                 pass
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                if cam.down:             # rebooting: the connection drops unanswered
+                    self.close_connection = True
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode("utf-8", "replace")
                 match = re.search(r'action="([^"]+)"', self.headers.get("Content-Type", ""))

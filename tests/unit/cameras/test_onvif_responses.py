@@ -125,12 +125,20 @@ def test_endpoint_reference_normalised():
     assert responses.normal_endpoint("urn:dev:mac:0011") == "urn:dev:mac:0011"
 
 
+def test_users_and_their_levels():
+    users = responses.users(load("onvif/get_users.xml"))
+    # the entry without a name is skipped; a missing level is None, never a guess
+    assert [(u.username, u.level) for u in users] == \
+        [("admin", "Administrator"), ("installer", "Operator"), ("guest", None)]
+
+
 @pytest.mark.parametrize("name,code,subcodes,auth", [
     ("onvif/fault.not-authorized.xml", "Sender", ("NotAuthorized",), True),
     ("onvif/fault.wsse-failed-authentication.xml", "Sender", ("FailedAuthentication",), True),
     ("onvif/fault.action-not-supported.xml", "Receiver", ("ActionNotSupported", "NoSuchService"),
      False),
     ("onvif/fault.soap11.xml", "Client", ("NotAuthorized",), True),
+    ("onvif/fault.fixed-user.xml", "Sender", ("OperationProhibited", "FixedUser"), False),
     ("ipycam/GetDeviceInformation.wrong-password.xml", "Receiver", (), True),
     ("ipycam/GetNetworkInterfaces.xml", "Receiver", (), False),
 ])
