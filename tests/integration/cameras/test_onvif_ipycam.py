@@ -147,7 +147,7 @@ def ipycam(namespace, small_clip, tmp_path):
 
 
 def nvr_onvif(namespace: Namespace, *args: str, input: str | None = None):
-    return namespace.run(sys.executable, "-m", "appliance.cameras.cli", *args, input=input)
+    return namespace.run(sys.executable, "-m", "appliance.cli", *args, input=input)
 
 
 def test_discover_onboard_and_record_ipycam(namespace, ipycam, tmp_path):
