@@ -82,6 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="the camera registry (which camera is on which PoE port)")
     hwd.add_argument("--stall-seconds", type=float, default=120.0,
                      help="power-cycle a camera's PoE port after this long without video")
+    hwd.add_argument("--secrets", default="/persist/secrets/cameras",
+                     help="the cameras' credentials (PoE auto-adoption stores new ones)")
+    hwd.add_argument("--licence", default="/persist/licence/licence.txt",
+                     help="the installed licence (auto-adoption respects the channel count)")
     hwd.set_defaults(func=cmd_hwd)
 
     retention = sub.add_parser("retention", help="retention controls")
@@ -282,6 +286,8 @@ def cmd_hwd(args: argparse.Namespace) -> int:
     finally:
         notifier.stopping()
         if poe is not None:
+            if poe.adoption is not None:
+                poe.adoption.close()
             poe.close()
     return 0
 
@@ -295,22 +301,31 @@ def start_poe(args: argparse.Namespace, alert_sink):
     from appliance.licensing.cli import default_board
     from appliance.poe.runtime import PoeService, build_manager, recorder_stall_check
 
+    from appliance.cameras.credentials import CredentialStore
+    from appliance.cameras.registry import CameraRegistry
+    from appliance.config.cameras import build_camera_settings
+    from appliance.licensing.cli import open_store
+    from appliance.poe.adoption import AdoptionService, build_adopter, split_adoption_settings
+
     profile = load_profile(args.board or default_board())
     if "pse" not in profile:
         return None
-    settings = load_config_file(Path(args.config)).poe if args.config else {}
-    manager, _ = build_manager(profile, settings, alert_sink=alert_sink)
+    config = load_config_file(Path(args.config)) if args.config else None
+    poe_values, adoption = split_adoption_settings(config.poe if config else {})
+    manager, _ = build_manager(profile, poe_values, alert_sink=alert_sink)
+    registry = CameraRegistry(Path(args.registry), CredentialStore(Path(args.secrets)),
+                              build_camera_settings(config.camera_settings if config else {}),
+                              channel_limit=open_store(args).channel_limit)
 
     def camera_ports() -> dict:
-        from appliance.cameras.credentials import CredentialStore
-        from appliance.cameras.registry import CameraRegistry
-        from appliance.config.cameras import build_camera_settings
-
-        registry = CameraRegistry(Path(args.registry), CredentialStore(Path("/nonexistent")),
-                                  build_camera_settings({}))
         return {c.id: c.poe_port for c in registry.cameras() if c.poe_port}
 
     check = recorder_stall_check(manager, Path(args.data), camera_ports, args.stall_seconds)
     service = PoeService(manager, Path(args.state), after_poll=check)
+    service.adoption = None
+    if adoption.enabled:
+        service.adoption = AdoptionService(
+            build_adopter(manager, registry, adoption, alert_sink=alert_sink), Path(args.state))
+        service.adoption.start()  # before the first poll: what is already there is baseline
     service.start()
     return service
