@@ -68,11 +68,17 @@ def collect_settings(args: argparse.Namespace) -> tuple[RecorderSettings, Storag
             section, name = key[4:].split("__")
             sections[section][name] = value
     cameras += [parse_camera_arg(text) for text in args.camera or []]
-    if getattr(args, "registry", None):
-        cameras += open_registry(args).recorder_configs()
+    cameras += registry_cameras(args)
     check_unique(cameras)
     args.cameras = cameras
     return build_settings(sections["recorder"]), build_storage_settings(sections["storage"])
+
+
+def registry_cameras(args: argparse.Namespace) -> list:
+    """The registry's cameras for the recorder (none without --registry)."""
+    if not getattr(args, "registry", None):
+        return []
+    return open_registry(args).recorder_configs()
 
 
 def run_until_signalled(start: Callable[[], None], tick: Callable[[], bool | None],
@@ -101,8 +107,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     from appliance.recorder.status import render
 
     settings, storage = collect_settings(args)
-    if not args.cameras:
-        raise VigilError("no cameras: give --camera NAME=rtsp://... or a --config file")
+    if not args.cameras and not args.registry:
+        raise VigilError("no cameras: give --camera NAME=rtsp://..., a --config file or a "
+                         "--registry (cameras added later are picked up from it)")
     lock = threading.Lock()
 
     def emit(event: dict) -> None:
@@ -112,9 +119,17 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     from appliance.licensing.cli import open_store
 
+    static = [cam for cam in args.cameras if cam not in registry_cameras(args)]
+
+    def camera_source() -> list:
+        cameras = static + registry_cameras(args)
+        check_unique(cameras)
+        return cameras
+
     recorder = Recorder(Path(args.data), args.cameras, settings,
                         emit=emit if args.events else None, storage=storage,
-                        channel_limit=open_store(args).channel_limit)
+                        channel_limit=open_store(args).channel_limit,
+                        camera_source=camera_source if args.registry else None)
     show = not args.events and (args.status == "always" or
                                 (args.status == "auto" and sys.stdout.isatty()))
 

@@ -120,6 +120,7 @@ class GapCause:
     DISK_FULL = "disk_full"            # full_disk_action = "stop" reached the low-water mark
     RECORDER_STOPPED = "recorder_stopped"
     NOT_LICENSED = "not_licensed"      # beyond the licensed channel count
+    RECONFIGURED = "reconfigured"      # removed, disabled, or its address/password changed
     CRASH = "power_loss_or_crash"
 
 

@@ -57,7 +57,8 @@ class Recorder:
     def __init__(self, data_dir: Path, cameras: list[CameraConfig], settings: RecorderSettings,
                  clock: Clock | None = None, notifier: SystemdNotifier | None = None,
                  emit: Emit | None = None, storage: StorageSettings | None = None,
-                 channel_limit: Callable[[], int] | None = None) -> None:
+                 channel_limit: Callable[[], int] | None = None,
+                 camera_source: Callable[[], list[CameraConfig]] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.cameras = [cam for cam in cameras if cam.enabled]
         self.settings = settings
@@ -67,6 +68,7 @@ class Recorder:
         self.waiting_for_volume = ""   # why recording has not started yet
         self.exit_code: int | None = None  # set when the process must end (disk gone)
         self.channel_limit = channel_limit
+        self.camera_source = camera_source  # re-read every LICENCE_EVERY (registry changes)
         self.unlicensed: list[str] = []    # enabled cameras beyond the licence, in order
         self._last_licence_check = float("-inf")
         self.clock = clock or RealClock()
@@ -107,6 +109,32 @@ class Recorder:
                                          self._volume_lost)
         self.retention.start()
         log.info("recorder started: %d camera(s), data in %s", len(self.workers), self.data_dir)
+
+    # --- the camera list: cameras added, removed or changed while running ---------------------
+    def refresh_cameras(self) -> None:
+        """Take the current camera list (the registry changes when cameras are added,
+        adopted, removed, moved or get a new password): a camera that is gone, disabled
+        or whose URL changed is stopped cleanly (gap `reconfigured`); new and changed
+        ones are started by apply_licence."""
+        if self.camera_source is None:
+            return
+        try:
+            current = [cam for cam in self.camera_source() if cam.enabled]
+        except Exception as exc:  # a damaged list must not stop what is recording
+            log.error("camera list unreadable (%s); recording the cameras as they were", exc)
+            return
+        by_name = {cam.name: cam for cam in current}
+        for name, worker in list(self.workers.items()):
+            new = by_name.get(name)
+            if new is not None and new.url == worker.camera.url:
+                continue
+            why = "removed or disabled" if new is None else "its address or credentials changed"
+            log.info("camera=%s %s; stopping its recording", name, why)
+            worker.stop_with(GapCause.RECONFIGURED, f"the camera was {why}" if new is None
+                             else f"{why}; recording restarts", "stopped")
+            worker.join(self.settings.read_timeout + 5)
+            del self.workers[name]
+        self.cameras = current
 
     # --- licence: which cameras record ------------------------------------------------------
     def apply_licence(self) -> None:
@@ -193,6 +221,7 @@ class Recorder:
                 self._ping_watchdog(now, waiting=True)
                 return []
         if now - self._last_licence_check >= LICENCE_EVERY and not self.stop_event.is_set():
+            self.refresh_cameras()
             self.apply_licence()
         views = self.views(now)
         if now - self._last_status >= STATUS_EVERY:

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from appliance.recorder.index import RecordingIndex
 from hw.camsim.server import SimCamera
 from tests.integration.conftest import ROOT
 from tests.integration.recorder_process import RecorderProcess
@@ -48,3 +49,26 @@ def test_password_on_the_command_line_is_not_accepted(tmp_path):
     out = nvr("cameras", "add", "--name", "gate", "--rtsp", "rtsp://192.168.1.9/s", "--user",
               "admin", "--registry", str(tmp_path / "c.json"), "--secrets", str(tmp_path / "s"))
     assert out.returncode == 2 and "--password-file" in out.stderr
+
+
+@pytest.mark.timeout(120)
+def test_the_running_recorder_picks_up_added_and_removed_cameras(small_clip, camera_server,
+                                                                 tmp_path):
+    server = camera_server(SimCamera("/cam1", small_clip))
+    reg = ["--registry", str(tmp_path / "config" / "cameras.json"),
+           "--secrets", str(tmp_path / "secrets")]
+    data = tmp_path / "data"
+    with RecorderProcess(data, {}, "--segment-seconds", "2", *reg) as rec:  # nothing yet
+        added = nvr("cameras", "add", "--name", "late", "--rtsp", server.url("/cam1"), *reg)
+        assert added.returncode == 0, added.stderr
+        rec.wait_for(lambda e: e["event"] == "durable" and e["camera"] == "late", 30,
+                     what="the camera added while running recording")
+        assert nvr("cameras", "remove", "late", *reg).returncode == 0
+        rec.wait_state("late", "stopped", 30)
+        assert rec.stop() == 0
+    index = RecordingIndex(data, readonly=True)
+    try:
+        assert index.gaps("late")[-1].cause == "reconfigured"
+        assert index.segments("late")
+    finally:
+        index.close()
