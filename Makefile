@@ -14,12 +14,15 @@ VAR ?= var
 # an Apache-2.0 corpus of real mdstat/sysfs samples that the RAID parser tests read.
 # Cameras: iproute2 (ip) sets up the private network namespace the ipycam test runs in;
 # libgl1, libglib2.0-0 and libxcb1 are what ipycam's opencv-python wheel links against.
+# Web: chromium runs the page tests headless (tests/integration/web, DevTools protocol):
+# Debian's build plays H.264/AAC in MSE, and no browser download is needed or possible.
 DEBS := python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	ffmpeg sqlite3 ca-certificates systemd \
 	smartmontools mdadm fdisk e2fsprogs util-linux libudev1 \
 	umockdev gir1.2-umockdev-1.0 golang-github-prometheus-procfs-dev \
-	iproute2 libgl1 libglib2.0-0 libxcb1
+	iproute2 libgl1 libglib2.0-0 libxcb1 \
+	chromium
 
 .PHONY: all setup system-packages run test soak bench clean distclean
 
@@ -48,6 +51,7 @@ soak: setup
 bench: setup
 	$(PY) bench/recorder_bench.py --streams 16 --out bench/results.json
 	$(PY) bench/timeline_bench.py --out bench/timeline-results.json
+	$(PY) bench/playback_bench.py --out bench/playback-results.json
 
 clean:
 	rm -rf $(VAR)/data .pytest_cache
