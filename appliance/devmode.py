@@ -82,15 +82,18 @@ def poe_line(manager) -> str:
 class WebServer:
     """The web app on waitress in a background thread (loopback only)."""
 
-    def __init__(self, data_dir: Path, port: int, accounts_path: Path, licence) -> None:
+    def __init__(self, data_dir: Path, port: int, accounts_path: Path, licence,
+                 live_urls: dict[str, str]) -> None:
         from waitress.server import create_server
 
         from appliance.web.accounts import AccountStore
         from appliance.web.app import create_app
 
         self.accounts = AccountStore(accounts_path)
-        app = create_app(data_dir, self.accounts, licence=lambda: licence)
-        self._server = create_server(app, host="127.0.0.1", port=port, threads=4, ident="vigil")
+        app = create_app(data_dir, self.accounts, licence=lambda: licence,
+                         live_url=live_urls.get)
+        # A live viewer holds a thread for as long as it watches: room for 4 and the API.
+        self._server = create_server(app, host="127.0.0.1", port=port, threads=8, ident="vigil")
         self.url = f"http://127.0.0.1:{self._server.effective_port}"
         self._thread = threading.Thread(target=self._server.run, name="web", daemon=True)
 
@@ -119,7 +122,7 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
                         channel_limit=licence.channel_limit)
     tty = sys.stdout.isatty()
     web = WebServer(var / "data", web_port if port_is_free(web_port) else 0,
-                    var / "accounts.sqlite3", licence)
+                    var / "accounts.sqlite3", licence, {c.name: c.url for c in configs})
     poe_manager, _ = build_manager(profile)
     poe = PoeService(poe_manager, var / "state")
 

@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--accounts", default="/persist/config/accounts.sqlite3",
                        help="users, sessions and the audit log (created at first boot)")
     add_licence_args(serve)
+    serve.add_argument("--registry", default="/persist/config/cameras.json",
+                       help="the camera registry (live view uses each camera's sub stream)")
+    serve.add_argument("--secrets", default="/persist/secrets/cameras")
     serve.set_defaults(func=cmd_serve)
 
 
@@ -36,6 +39,21 @@ def parse_listen(text: str) -> tuple[str, int]:
     return str(address), number
 
 
+def live_urls(args: argparse.Namespace):
+    """camera name -> the RTSP URL live view opens: the sub stream when the camera has one."""
+    from appliance.cameras.manage_cli import open_registry
+    from appliance.cameras.registry import with_credentials
+
+    def url_for(name: str) -> str | None:
+        registry = open_registry(args)
+        for cam in registry.cameras():
+            if cam.id == name and cam.enabled:
+                stream = cam.sub or cam.main
+                return with_credentials(stream.uri, registry.credentials.get(cam.id))
+        return None
+    return url_for
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from waitress import serve
 
@@ -46,6 +64,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     host, port = parse_listen(args.listen)
     app = create_app(Path(args.data), AccountStore(Path(args.accounts)),
-                     licence=lambda: open_store(args))
+                     licence=lambda: open_store(args), live_url=live_urls(args))
     serve(app, host=host, port=port, threads=8, ident="vigil")
     return 0

@@ -10,7 +10,7 @@ import pytest
 from appliance.recorder.index import RecordingIndex, Segment
 from appliance.web.accounts import AccountStore
 from appliance.web.app import create_app
-from appliance.web.security import PUBLIC
+from appliance.web.security import PUBLIC, PUBLIC_PREFIXES
 
 ADMIN = {"username": "owner", "password": "correct horse battery"}
 
@@ -35,7 +35,7 @@ def setup_admin(client) -> str:
 
 def protected_routes(app):
     for rule in app.url_map.iter_rules():
-        if rule.endpoint in PUBLIC:
+        if rule.endpoint in PUBLIC or rule.endpoint.startswith(PUBLIC_PREFIXES):
             continue
         url = rule.rule.replace("<name>", "door").replace("<int:seg_id>", "1")
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):

@@ -1,0 +1,44 @@
+// Shared helpers of the Vigil pages (no framework; the CSP allows only same-origin scripts).
+"use strict";
+
+const vigil = {
+  $: (id) => document.getElementById(id),
+
+  /** GET a JSON API path; throws an Error carrying the API's message and HTTP status. */
+  async getJSON(path) {
+    const resp = await fetch(path, { credentials: "same-origin", cache: "no-store" });
+    const body = await resp.json().catch(() => ({}));
+    if (!resp.ok) {
+      const err = new Error(body.error || `${resp.status} ${resp.statusText}`);
+      err.status = resp.status;
+      throw err;
+    }
+    return body;
+  },
+
+  /** Why a request failed, in words for the owner. */
+  explain(err) {
+    if (err.status === 401) return "Log in first (the API says: login required).";
+    if (err.status === 503 && /setup/.test(err.message)) return "Finish the first-boot setup first.";
+    return err.message || String(err);
+  },
+
+  status(text, isError = false) {
+    const el = vigil.$("status");
+    el.textContent = text;
+    el.classList.toggle("error", isError);
+  },
+
+  /** The camera to show: ?camera=, else the last one used, else cam1. */
+  initialCamera() {
+    const fromUrl = new URLSearchParams(location.search).get("camera");
+    return fromUrl || localStorage.getItem("vigil.camera") || "cam1";
+  },
+
+  rememberCamera(name) {
+    localStorage.setItem("vigil.camera", name);
+    const url = new URL(location.href);
+    url.searchParams.set("camera", name);
+    history.replaceState(null, "", url);
+  },
+};
