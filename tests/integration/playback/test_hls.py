@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from waitress.server import create_server
@@ -154,3 +155,52 @@ def test_snapshot_is_a_jpeg_of_the_requested_instant(api, recording, tmp_path):
     with pytest.raises(urllib.error.HTTPError) as err:
         get(f"{api}/cameras/cam/snapshot.jpg?at={segs[0].start_us - 3_600_000_000}")
     assert err.value.code == 503
+
+
+def test_playback_continues_across_midnight(recording, tmp_path):
+    """The recorded files placed (as the recorder would) on both sides of 00:00 UTC: one
+    playlist spans the day change and ffmpeg plays all of it."""
+    import shutil
+    from dataclasses import replace
+    from datetime import datetime, timezone
+
+    from appliance.recorder.segmenter import segment_relpath
+
+    index = RecordingIndex(recording, readonly=True)
+    segs = [s for s in index.segments("cam") if s.status == "ok"][:4]
+    index.close()
+    midnight = int(datetime(2026, 11, 24, tzinfo=timezone.utc).timestamp() * 1_000_000)
+    data = tmp_path / "data"
+    moved = RecordingIndex(data)
+    t = midnight - (segs[0].end_us - segs[0].start_us) - (segs[1].end_us - segs[1].start_us)
+    for seg in segs:
+        length = seg.end_us - seg.start_us
+        relpath = segment_relpath("cam", t, seg.seq)
+        (data / relpath).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(recording / seg.path, data / relpath)
+        moved.add_segment(replace(seg, start_us=t, end_us=t + length, path=relpath, id=None))
+        t += length
+    days = {Path(s.path).parts[2] for s in moved.segments("cam")}
+    moved.close()
+    assert days == {"2026-11-23", "2026-11-24"}
+    accounts = AccountStore(tmp_path / "accounts.sqlite3")
+    srv = create_server(create_app(data, accounts), host="127.0.0.1", port=0, threads=2)
+    threading.Thread(target=srv.run, daemon=True).start()
+    try:
+        client = ApiClient(f"http://127.0.0.1:{srv.effective_port}").login()
+        start = midnight - 3_000_000
+        url = (f"http://127.0.0.1:{srv.effective_port}/api/v1/cameras/cam/playback.m3u8"
+               f"?from={start}&to={midnight + 3_000_000}")
+        status, text = client.request("GET", url.split(str(srv.effective_port))[1])
+        assert status == 200 and "2026-11-23T23:59:5" in text.decode() \
+            and "2026-11-24T00:00:0" in text.decode()
+        out = subprocess.run(["ffprobe", "-v", "error", "-headers", f"Cookie: {client.cookie}\r\n",
+                              "-select_streams", "v:0", "-count_frames", "-show_entries",
+                              "stream=nb_read_frames", "-of", "json", url],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and not out.stderr.strip(), out.stderr
+        frames = int(json.loads(out.stdout)["streams"][0]["nb_read_frames"])
+        assert frames >= 5 * 25 - 2 * 25  # ~6 s requested, at most a GOP per file boundary
+    finally:
+        srv.close()
+        accounts.close()
