@@ -4,22 +4,15 @@ recorded by `nvr record --registry`, and its password appears nowhere else."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from appliance.recorder.index import RecordingIndex
 from hw.camsim.server import SimCamera
-from tests.integration.conftest import ROOT
+from tests.integration.nvr_cli import nvr
 from tests.integration.recorder_process import RecorderProcess
 
 SECRET = "Zq7-registry-only"
-
-
-def nvr(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.timeout(120)

@@ -4,8 +4,6 @@ their gaps saying why) while the first eight go on."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
@@ -13,23 +11,17 @@ import pytest
 from appliance.recorder.index import RecordingIndex
 from hw.camsim.server import SimCamera
 from tests.integration.conftest import ROOT, video_packets
+from tests.integration.nvr_cli import nvr_ok
 from tests.integration.recorder_process import RecorderProcess
 
 DEV_KEY = ROOT / "keys" / "dev" / "licence-vendor-DEV-ONLY.pem"
 
 
-def nvr(*args: str) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return out
-
-
 def install(tmp_path, channels: int, installed) -> None:
     issued = tmp_path / f"lic{channels}.txt"
-    nvr("license", "issue", "--key", str(DEV_KEY), "--serial", "SIM00000001", "--channels",
+    nvr_ok("license", "issue", "--key", str(DEV_KEY), "--serial", "SIM00000001", "--channels",
         str(channels), "-o", str(issued))
-    nvr("license", "install", str(issued), "--board", "sim", "--licence", str(installed))
+    nvr_ok("license", "install", str(issued), "--board", "sim", "--licence", str(installed))
 
 
 @pytest.mark.timeout(180)

@@ -5,9 +5,6 @@ device again is refused; the same camera at a new address updates the entry."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,14 +12,9 @@ from appliance.cameras.credentials import CredentialStore
 from appliance.cameras.registry import CameraRegistry
 from appliance.config.cameras import build_camera_settings
 from tests.integration.cameras.fakecam import FakeCamera
+from tests.integration.nvr_cli import nvr
 
-ROOT = Path(__file__).resolve().parents[3]
 PASSWORD = "pa55 word"
-
-
-def nvr(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.timeout(60)

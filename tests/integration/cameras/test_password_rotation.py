@@ -8,8 +8,6 @@ the new password is never printed, logged or put in an error. The CLI: `nvr came
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from appliance.cameras.rotation import PREVIOUS, UNKNOWN, RotationFailed, rotate
 from appliance.config.cameras import build_camera_settings
 from appliance.core.clock import SimulatedClock
 from tests.integration.cameras.fakecam import TDS, FakeCamera, fixture
+from tests.integration.nvr_cli import nvr
 
 ROOT = Path(__file__).resolve().parents[3]
 POLICY = AddressPolicy(["127.0.0.0/8"])
@@ -174,11 +173,6 @@ def test_a_stored_password_the_camera_no_longer_takes_changes_nothing(tmp_path):
             rotate_password(reg, "lobby", POLICY, clock=SimulatedClock())
         assert cam.set_user_calls == []
     assert reg.credentials.get_pending("lobby") is None
-
-
-def nvr(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=ROOT, input=stdin,
-                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.timeout(120)

@@ -4,21 +4,12 @@ real thing; the box remembers the volume, and the recorder accepts the new disk.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from appliance.storage.volume import check_data_dir, load_volumes
+from tests.integration.nvr_cli import nvr
 from tests.integration.storage.loopdev import loop_disks, mounts_from, sh
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def nvr(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.timeout(120)
