@@ -203,9 +203,23 @@ def spawn(argv: list[str], log_path: Path, stop_signal: signal.Signals) -> subpr
                                 preexec_fn=stop_with_parent(stop_signal))
 
 
+def bench_licence(work: Path) -> Path:
+    """A 32-channel licence for the simulated board, signed with the development key: the
+    simulated board records 8 cameras without one."""
+    from appliance.licensing.keys import load_private
+    from appliance.licensing.licence import Licence, sign
+
+    key = load_private(ROOT / "keys" / "dev" / "licence-vendor-DEV-ONLY.pem")
+    path = work / "licence.txt"
+    path.write_bytes(sign(Licence("bench-0001", "SIM00000001", 32, "standard",
+                                  "2026-01-01", None), key))
+    return path
+
+
 def ours_argv(nvr: Path, streams: list[Stream], data_dir: Path, segment_seconds: int) -> list[str]:
     argv = [str(nvr), "record", "--data", str(data_dir), "--status", "never",
-            "--segment-seconds", str(segment_seconds), "--allow-boot-media", "true"]
+            "--segment-seconds", str(segment_seconds), "--allow-boot-media", "true",
+            "--board", "sim", "--licence", str(bench_licence(data_dir.parent))]
     for stream in streams:
         argv += ["--camera", f"{stream.name}={stream.url}"]
     return argv
