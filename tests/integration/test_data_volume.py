@@ -11,6 +11,7 @@ from appliance.recorder.service import EXIT_VOLUME_LOST
 from hw.camsim.server import SimCamera
 from tests.integration.disks import loop_disk
 from tests.integration.recorder_process import RecorderProcess
+from tests.waiting import wait_until
 
 
 def files_under(path) -> list[str]:
@@ -18,11 +19,10 @@ def files_under(path) -> list[str]:
 
 
 def wait_for_log(rec: RecorderProcess, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in rec.log_tail(200):
-        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{rec.log_tail()}"
+    def seen() -> bool:
         assert rec.proc.poll() is None, f"recorder exited:\n{rec.log_tail()}"
-        time.sleep(0.2)
+        return text in rec.log_tail(200)
+    wait_until(seen, timeout, f"{text!r} in the recorder's log", step=0.2)
 
 
 @pytest.mark.timeout(180)

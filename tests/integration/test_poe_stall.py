@@ -18,7 +18,7 @@ from hw.board import load_profile
 from hw.camsim.server import SimCamera
 from tests.integration.recorder_process import RecorderProcess
 from tests.integration.relay import PausingRelay
-from tests.integration.waiting import wait_until
+from tests.waiting import wait_until
 
 
 @pytest.mark.timeout(180)

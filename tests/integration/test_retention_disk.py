@@ -19,7 +19,7 @@ from hw.camsim.server import SimCamera
 from tests.integration.conftest import CACHE, ROOT
 from tests.integration.disks import loop_disk
 from tests.integration.recorder_process import RecorderProcess
-from tests.integration.waiting import wait_until
+from tests.waiting import wait_until
 
 LOW_WATER = 20.0
 

@@ -29,6 +29,7 @@ from hw.pse.tps23861_sim import SimulatedBus
 from hw.pse.board import parse_pse
 from tests.integration.cameras.fakecam import FakeCamera, fixture
 from tests.integration.cameras.hostile import DiscoveryResponder
+from tests.waiting import wait_until
 
 POLICY = AddressPolicy(["127.0.0.0/8"])
 PASSWORD = "pa55 word"          # the fake camera's
@@ -141,9 +142,7 @@ def test_with_the_real_threads_and_clock(tmp_path):
         poe.start()
         try:
             bus.plug(2, pd_class=2, load_w=4.2)
-            deadline = time.monotonic() + 30
-            while not registry.cameras() and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_until(registry.cameras, 30, "the adopted camera", step=0.2)
         finally:
             poe.close()
             adoption.close()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from tests.waiting import wait_until
 
 MIB = 1024 * 1024
 
@@ -32,10 +32,7 @@ def require_loop_devices() -> None:
 
 
 def wait_for_path(path: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert time.monotonic() < deadline, f"{path} did not appear within {timeout} s"
-        time.sleep(0.02)
+    wait_until(lambda: os.path.exists(path), timeout, f"{path} to appear", step=0.02)
 
 
 def mounts_from(node: str) -> list[str]:

@@ -7,10 +7,11 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -23,17 +24,14 @@ def test_hwd_runs_poe_and_health_shows_the_ports(tmp_path):
                              "--smart-history", str(tmp_path / "smart.json")],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        ports = {}
-        while time.monotonic() < deadline and proc.poll() is None:
+        def ports() -> dict:
             try:
-                snap = json.loads((state / "poe.json").read_text())
-                ports = {p["label"]: p for p in snap["ports"]}
+                return {p["label"]: p for p in json.loads((state / "poe.json").read_text())["ports"]}
             except (OSError, ValueError):
-                pass
-            if ports.get("Port 1", {}).get("state") == "powered":
-                break
-            time.sleep(0.2)
+                return {}
+        wait_until(lambda: ports().get("Port 1", {}).get("state") == "powered"
+                   or proc.poll() is not None, 30, "Port 1 powered in hwd's snapshot", step=0.2)
+        ports = ports()
         assert ports["Port 1"]["state"] == "powered" and ports["Port 1"]["class"] == 3
         assert ports["Port 3"]["state"] == "searching"
         out = subprocess.run([sys.executable, "-m", "appliance.cli", "health", "--data",

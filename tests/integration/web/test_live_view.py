@@ -24,6 +24,7 @@ from appliance.web import live_api
 from hw.camsim.clips import ensure_clip
 from hw.camsim.server import SimCamera
 from tests.integration.conftest import CACHE, ffprobe_json
+from tests.waiting import wait_until
 
 U32 = struct.Struct(">I")
 
@@ -109,13 +110,6 @@ def camera_connections(port: int) -> int:
     """TCP connections from this process to the camera's RTSP port (the ground truth)."""
     return sum(1 for c in psutil.Process().net_connections(kind="tcp")
                if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def latencies(reader: LiveReader, timings) -> list[float]:

@@ -16,6 +16,7 @@ from hw.camsim.server import SimCamera, SimCameraServer, free_port
 from tests.integration.recorder_process import RecorderProcess
 from tests.integration.web.cdp import Chromium, find_chromium
 from tests.integration.web.webserver import WebServer
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None,
@@ -131,8 +132,5 @@ def test_the_live_page_shows_moving_frames_while_recording_goes_on(site, browser
     browser.screenshot(tmp_path / "live.png")
     # Leaving the page ends the stream; the recorder was never disturbed.
     browser.navigate("about:blank")
-    deadline = time.monotonic() + 15
-    while site.hub.upstream_running("cam") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not site.hub.upstream_running("cam")
+    wait_until(lambda: not site.hub.upstream_running("cam"), 15, "the live upstream to close")
     assert len(rec.matching(event="segment")) > segments_before

@@ -25,6 +25,7 @@ from appliance.poe.adoption import (DEFAULT_CREDENTIALS_ID, AdoptionService, Por
                                     set_default_credentials, split_adoption_settings)
 from appliance.poe.neighbours import Lease, MemoryNeighbours
 from poe_rig import keys, make_rig
+from tests.waiting import wait_until
 
 NET = "10.77.0.0/24"
 CREDS = Credentials("admin", "s3cret")
@@ -485,9 +486,7 @@ def test_onboarding_runs_on_the_adopters_thread_and_never_holds_up_the_poe_poll(
         assert time.monotonic() - begin < 0.5
         assert s.rig.manager.port_state(6).value == "powered"
         release.set()
-        deadline = time.monotonic() + 5
-        while "port3" not in s.cameras() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "port3" in s.cameras(), 5, "port3 adopted", step=0.05)
         assert s.cameras()["port3"].poe_port == "Port 3"
     finally:
         release.set()
