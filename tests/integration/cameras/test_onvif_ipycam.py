@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import ROOT, ffprobe_json
+from tests.waiting import wait_until
 
 PASSWORD = "s3cret pass!"
 NEEDED_TOOLS = ("unshare", "nsenter", "ip", "ffmpeg", "ffprobe")
@@ -87,12 +88,16 @@ class Namespace:
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
-            deadline = time.monotonic() + grace
-            while self.members() and time.monotonic() < deadline:
-                self.holder.poll()
-                time.sleep(0.05)
+            try:
+                wait_until(self._all_gone, grace, "the namespace's processes to end", step=0.05)
+            except AssertionError:
+                continue  # SIGKILL next
         self.holder.wait(5)
         assert self.members() == [], "processes survived in the test namespace"
+
+    def _all_gone(self) -> bool:
+        self.holder.poll()  # reap the holder as soon as it exits
+        return not self.members()
 
 
 def child_env() -> dict[str, str]:
@@ -100,12 +105,11 @@ def child_env() -> dict[str, str]:
 
 
 def wait_for(predicate, timeout: float, what: str, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}\n{tail}")
-        time.sleep(0.1)
+    try:
+        wait_until(predicate, timeout, what, step=0.1)
+    except AssertionError as exc:
+        tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+        raise AssertionError(f"{exc}\n{tail}") from None
 
 
 @pytest.fixture
