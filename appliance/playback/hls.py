@@ -5,7 +5,9 @@ as EXT-X-MAP and every fragment (one GOP) as a byte range of the same file, so a
 instant can be reached by fetching one GOP, and nothing is re-muxed or copied. Every
 fragment carries EXT-X-PROGRAM-DATE-TIME, which players use to map wall-clock time.
 Gaps in the recording are simply absent (with a discontinuity), so playback across a
-gap or across midnight continues with the next footage.
+gap or across midnight continues with the next footage. The fragments themselves are
+served with wall-clock decode times (playback_api: `tfdt` rewritten in the byte range),
+so players that join files by timestamps see time only move forward.
 """
 
 from __future__ import annotations

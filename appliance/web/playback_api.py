@@ -7,6 +7,7 @@ directory's recordings/ before it is served.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -93,7 +94,8 @@ def camera_snapshot(name: str):
 
 @playback.get("/recordings/<int:seg_id>.mp4")
 def recording(seg_id: int):
-    rows = _index().query("SELECT path, status, camera FROM segments WHERE id = ?", (seg_id,))
+    rows = _index().query("SELECT path, status, camera, bytes, start_us FROM segments "
+                          "WHERE id = ?", (seg_id,))
     if not rows or rows[0]["status"] == "missing":
         return jsonify(error="no such recording"), 404
     check_camera(rows[0]["camera"])  # a viewer guessing another camera's ids gets 403
@@ -101,5 +103,40 @@ def recording(seg_id: int):
     path = (Path(current_app.config["VIGIL_DATA_DIR"]) / rows[0]["path"]).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         return jsonify(error="no such recording"), 404
+    rebased = _rebased_fragment(path, rows[0]["bytes"], rows[0]["start_us"])
+    if rebased is not None:
+        return rebased
     # conditional=True answers Range requests with 206 and the byte range (HLS fragments).
     return send_file(path, mimetype="video/mp4", conditional=True, max_age=3600)
+
+
+EPOCH_US = 1_577_836_800 * 1_000_000  # 2020-01-01 UTC: the origin of served decode times
+RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+
+
+def _rebased_fragment(path: Path, size: int, start_us: int) -> Response | None:
+    """A Range request for exactly one fragment (what HLS players ask for) is answered
+    with its decode times moved to wall-clock time, so consecutive files continue each
+    other instead of each starting at zero. Anything else is served as stored."""
+    match = RANGE.match(request.headers.get("Range", ""))
+    if match is None:
+        return None
+    first, last = int(match.group(1)), int(match.group(2))
+    try:
+        frags = _fragments.get(path, size)
+    except (OSError, ValueError):
+        return None
+    frag = frags.fragment_at(first, last - first + 1)
+    if frag is None:
+        return None
+    with open(path, "rb") as src:
+        src.seek(first)
+        data = src.read(frag.size)
+    if len(data) != frag.size:
+        return None
+    resp = Response(frags.rebased(frag, data, start_us, EPOCH_US), status=206,
+                    mimetype="video/mp4")
+    resp.headers["Content-Range"] = f"bytes {first}-{last}/{path.stat().st_size}"
+    resp.headers["Accept-Ranges"] = "bytes"
+    resp.headers["Cache-Control"] = "private, max-age=3600"
+    return resp

@@ -111,10 +111,9 @@ def test_ffmpeg_plays_the_whole_range_across_the_gap(api, recording):
     frames = ffprobe(url, "-select_streams", "v:0", "-count_frames",
                      "-show_entries", "stream=nb_read_frames")
     packets = int(frames["streams"][0]["nb_read_frames"])
-    # ffmpeg's HLS reader drops up to one GOP where a file's timestamps restart (the next
-    # file); browsers (hls.js, Safari) re-base at each discontinuity instead. Until
-    # fragments are served with wall-clock decode times (README §9), allow for that.
-    assert recorded * 25 - 25 * len(segs) <= packets <= recorded * 25 + 25, (packets, recorded)
+    # Fragments are served with wall-clock decode times, so each file continues the
+    # last one: every recorded frame plays (within one GOP of the recorded duration).
+    assert abs(packets - recorded * 25) <= 25, (packets, recorded)
 
 
 def test_a_seek_lands_within_one_gop(api, recording):
@@ -204,3 +203,23 @@ def test_playback_continues_across_midnight(recording, tmp_path):
     finally:
         srv.close()
         accounts.close()
+
+
+def test_fragments_are_served_with_wall_clock_decode_times(api, recording):
+    from appliance.playback.fragments import U64, fragment_index
+    from appliance.web.playback_api import EPOCH_US
+
+    index = RecordingIndex(recording, readonly=True)
+    seg = index.segments("cam")[1]
+    index.close()
+    frags = fragment_index(recording / seg.path)
+    frag = frags.fragments[1]
+    body = get(f"{api}/recordings/{seg.id}.mp4",
+               headers={"Range": f"bytes={frag.offset}-{frag.offset + frag.size - 1}"})
+    assert len(body) == frag.size
+    [video] = [d for d in frag.decode_times if d.value == frag.start]
+    served = U64.unpack_from(body, video.offset - frag.offset)[0]
+    expected_us = seg.start_us + (frag.start - frags.fragments[0].start) * 1_000_000 // 90_000
+    assert abs(served * 1_000_000 // 90_000 - (expected_us - EPOCH_US)) <= 12  # one tick
+    whole = (recording / seg.path).read_bytes()[frag.offset:frag.offset + frag.size]
+    assert body != whole and len(body) == len(whole)  # only the decode times differ
