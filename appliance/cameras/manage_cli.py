@@ -28,10 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     cams = sub.add_parser("cameras", allow_abbrev=False, help="the cameras this box records")
     cams.add_argument("action", nargs="?", default="list",
                       choices=["list", "add", "remove", "enable", "disable", "rotate-password",
-                               "rediscover"])
+                               "rediscover", "default-credentials"])
     cams.add_argument("camera", nargs="?",
                       help="remove/enable/disable/rotate-password: the camera id")
     cams.add_argument("--registry", default=DEFAULT_REGISTRY)
+    cams.add_argument("--adoption-secrets", default="/persist/secrets/adoption",
+                      help="default-credentials: where the owner's default camera login is "
+                      "kept for PoE auto-adoption")
     cams.add_argument("--secrets", default=DEFAULT_SECRETS)
     cams.add_argument("--config", help="the appliance TOML file ([cameras] settings)")
     cams.add_argument("--name", help="add: the camera id (letters, digits, '-', '_')")
@@ -97,6 +100,19 @@ def _onboard(reg: CameraRegistry, args: argparse.Namespace, creds: Credentials |
     return camera
 
 
+def _default_credentials(args: argparse.Namespace) -> int:
+    """The login PoE auto-adoption tries on a new camera (e.g. the one the owner set on all
+    of them, or the maker's activation password); kept 0600 like every camera password."""
+    from appliance.poe.adoption import set_default_credentials
+
+    if not args.user or not args.password_file:
+        raise InvalidConfig("default-credentials: give --user and --password-file")
+    store = CredentialStore(Path(args.adoption_secrets))
+    set_default_credentials(store, Credentials(args.user, read_password(args.password_file)))
+    print("default camera credentials for PoE adoption saved")
+    return 0
+
+
 def read_password(source: str) -> str:
     text = sys.stdin.readline() if source == "-" else Path(source).read_text(encoding="utf-8")
     password = text.rstrip("\r\n")
@@ -120,6 +136,8 @@ def cmd_cameras(args: argparse.Namespace) -> int:
             print(f"{c.id:<16} {c.label:<20} {c.host:<16} {state:<8} {c.manufacturer} "
                   f"{c.model} {c.main.uri}")
         return 0
+    if args.action == "default-credentials":
+        return _default_credentials(args)
     if args.action == "add":
         return _add(reg, args)
     if args.action == "rediscover":

@@ -65,3 +65,16 @@ def test_the_running_recorder_picks_up_added_and_removed_cameras(small_clip, cam
         assert index.segments("late")
     finally:
         index.close()
+
+
+def test_default_credentials_for_poe_adoption(tmp_path):
+    from appliance.cameras.credentials import CredentialStore
+    from appliance.poe.adoption import default_credentials
+
+    out = nvr("cameras", "default-credentials", "--user", "admin", "--password-file", "-",
+              "--adoption-secrets", str(tmp_path / "adoption"), stdin="Factory-Pass-123\n")
+    assert out.returncode == 0, out.stderr
+    assert "Factory-Pass-123" not in out.stdout + out.stderr
+    creds = default_credentials(CredentialStore(tmp_path / "adoption"))()
+    assert (creds.username, creds.password) == ("admin", "Factory-Pass-123")
+    assert oct(next((tmp_path / "adoption").iterdir()).stat().st_mode & 0o777) == "0o600"
