@@ -122,7 +122,7 @@ class CameraRecorder:
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_cap)
         self.stall_break = min(5.0, settings.read_timeout)
         self._gap_id, self._gap_cause = open_gap if open_gap else (None, None)
-        self._gap_unsaved: tuple[int, str, str] | None = None  # a gap the index refused
+        self._gap_unsaved: tuple[int, str, str, int | None] | None = None  # index refused it
         self._next_seq = index.max_seq(camera.name) + 1
         self._last_chain = index.last_chain(camera.name) or GENESIS
         self._writer: SegmentWriter | None = None
@@ -404,12 +404,14 @@ class CameraRecorder:
         return start if start is not None else self._now_us()
 
     def _set_gap(self, cause: str, detail: str, start_us: int) -> None:
+        replacing = None
         if self._gap_cause is not None:
             if self._gap_cause == cause:
                 return
-            self._close_gap_row(start_us)
-        self._gap_cause = cause
-        self._gap_unsaved = (start_us, cause, detail)
+            self._save_open_gap()
+            replacing = self._gap_id  # ends where the new gap starts, in one transaction
+        self._gap_id, self._gap_cause = None, cause
+        self._gap_unsaved = (start_us, cause, detail, replacing)
         self._save_open_gap()
         self.stats.last_gap = {"cause": cause, "detail": detail, "start_us": start_us, "end_us": None}
         self.emit({"event": "gap_open", "camera": self.camera.name, "cause": cause,
@@ -419,9 +421,10 @@ class CameraRecorder:
         """Write the open gap's row; on a full disk keep it in memory and try again later."""
         if self._gap_unsaved is None:
             return
-        start_us, cause, detail = self._gap_unsaved
+        start_us, cause, detail, replacing = self._gap_unsaved
         try:
-            self._gap_id = self.index.open_gap(self.camera.name, start_us, cause, detail)
+            self._gap_id = self.index.open_gap(self.camera.name, start_us, cause, detail,
+                                               replacing)
             self._gap_unsaved = None
         except sqlite3.Error as exc:
             log.error("camera=%s gap %s not stored yet (%s); retrying later",

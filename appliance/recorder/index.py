@@ -12,13 +12,14 @@ which start-up reconciliation restores from the files (the files are the truth).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from appliance.core.errors import DataLoss
 
@@ -224,6 +225,17 @@ class RecordingIndex:
         with self._lock:
             return self._db.execute(sql, args)
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def _read(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
@@ -327,23 +339,34 @@ class RecordingIndex:
         return [row["camera"] for row in rows]
 
     # --- gaps -------------------------------------------------------------------------
-    def open_gap(self, camera: str, start_us: int, cause: str, detail: str = "") -> int:
-        cur = self._write("INSERT INTO gaps (camera, start_us, end_us, cause, detail) "
-                          "VALUES (?, ?, NULL, ?, ?)", (camera, start_us, cause, detail))
+    def open_gap(self, camera: str, start_us: int, cause: str, detail: str = "",
+                 replacing: int | None = None) -> int:
+        """Open a gap; `replacing` (the camera's open gap when the cause changes) ends where
+        this one starts, in the same transaction, so a reader (or a note) never sees the
+        camera between two gaps."""
+        with self._transaction():
+            if replacing is not None:
+                self._db.execute("UPDATE gaps SET end_us = MAX(?, start_us) WHERE id = ?",
+                                 (start_us, replacing))
+            cur = self._db.execute("INSERT INTO gaps (camera, start_us, end_us, cause, detail) "
+                                   "VALUES (?, ?, NULL, ?, ?)", (camera, start_us, cause, detail))
         return cur.lastrowid
 
     def close_gap(self, gap_id: int, end_us: int) -> None:
-        """End a gap; what happened to the camera meanwhile (notes: a PoE power cycle) is
-        added to its detail, so the gap says why the camera came back."""
-        self._write(
-            "UPDATE gaps SET end_us = MAX(?, start_us), detail = detail || COALESCE(("
-            "SELECT '; ' || group_concat(text, '; ') FROM (SELECT text FROM camera_notes n "
-            "WHERE n.camera = gaps.camera AND n.time_us BETWEEN gaps.start_us AND ? "
-            "ORDER BY n.time_us)), '') WHERE id = ?", (end_us, end_us, gap_id))
+        self._write("UPDATE gaps SET end_us = MAX(?, start_us) WHERE id = ?", (end_us, gap_id))
 
     def add_note(self, camera: str, time_us: int, text: str) -> None:
-        self._write("INSERT INTO camera_notes (camera, time_us, text) VALUES (?, ?, ?)",
-                    (camera, time_us, text))
+        """Record what happened to a camera (a PoE power cycle) and add it to the detail of
+        the gap it happened in, so the gap says why the camera came back. One transaction:
+        the recorder may be closing that gap at the same moment, and either order must
+        give the same answer (the gap is found by its time range, open or closed)."""
+        with self._transaction():
+            self._db.execute("INSERT INTO camera_notes (camera, time_us, text) VALUES (?, ?, ?)",
+                             (camera, time_us, text))
+            self._db.execute(
+                "UPDATE gaps SET detail = detail || '; ' || ? WHERE id = (SELECT id FROM gaps "
+                "WHERE camera = ? AND start_us <= ? AND (end_us IS NULL OR end_us >= ?) "
+                "ORDER BY start_us DESC, id DESC LIMIT 1)", (text, camera, time_us, time_us))
 
     def open_gaps(self, camera: str) -> list[Gap]:
         rows = self._read("SELECT * FROM gaps WHERE camera = ? AND end_us IS NULL ORDER BY id",
@@ -382,15 +405,9 @@ class RecordingIndex:
 
     def finish_deletion(self, deletion_id: int, path: str) -> None:
         """Drop the segment row and mark the audit entry done, in one transaction."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute("DELETE FROM segments WHERE path = ?", (path,))
-                self._db.execute("UPDATE deletions SET state = 'done' WHERE id = ?", (deletion_id,))
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._transaction():
+            self._db.execute("DELETE FROM segments WHERE path = ?", (path,))
+            self._db.execute("UPDATE deletions SET state = 'done' WHERE id = ?", (deletion_id,))
 
     def pending_deletions(self) -> list[Deletion]:
         return [Deletion(**dict(row)) for row in

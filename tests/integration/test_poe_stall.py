@@ -78,6 +78,7 @@ def test_a_frozen_camera_is_power_cycled_once_and_the_gap_says_so(small_clip, ca
         poe.close()
         relay.close()
     index = RecordingIndex(data, readonly=True)
-    details = [g.detail for g in index.gaps("cam")]
+    gaps = [(g.start_us, g.end_us, g.cause, g.detail) for g in index.gaps("cam")]
+    notes_seen = [tuple(r) for r in index.query("SELECT time_us, text FROM camera_notes")]
     index.close()
-    assert any("PoE Port 1 power-cycled" in d for d in details), details
+    assert any("PoE Port 1 power-cycled" in g[3] for g in gaps), (gaps, notes_seen)

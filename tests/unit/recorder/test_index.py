@@ -32,6 +32,44 @@ def test_gap_lifecycle(tmp_path):
     assert index.open_gaps("a") == []
 
 
+@pytest.mark.parametrize("closed_first", [True, False])
+def test_a_note_lands_in_the_gap_it_happened_in_whichever_write_comes_first(tmp_path,
+                                                                            closed_first):
+    # the PoE service writes the note while the recorder may be closing that very gap
+    index = RecordingIndex(tmp_path)
+    first = index.open_gap("a", 1000, GapCause.UNREACHABLE, "did not answer")
+    if closed_first:
+        index.close_gap(first, 2000)
+        second = index.open_gap("a", 2000, GapCause.STREAM_ERROR, "not RTSP")
+    index.add_note("a", 1999, "PoE Port 1 power-cycled")
+    index.add_note("b", 1999, "another camera's note")
+    if not closed_first:
+        index.close_gap(first, 2000)
+        second = index.open_gap("a", 2000, GapCause.STREAM_ERROR, "not RTSP")
+    index.close_gap(second, 3000)
+    assert [g.detail for g in index.gaps("a")] == ["did not answer; PoE Port 1 power-cycled",
+                                                   "not RTSP"]
+
+
+def test_a_new_cause_replaces_the_open_gap_with_no_moment_between_them(tmp_path):
+    index = RecordingIndex(tmp_path)
+    first = index.open_gap("a", 1000, GapCause.UNREACHABLE, "did not answer")
+    second = index.open_gap("a", 2000, GapCause.STREAM_ERROR, "not RTSP", replacing=first)
+    assert [(g.id, g.start_us, g.end_us) for g in index.gaps("a")] == [
+        (first, 1000, 2000), (second, 2000, None)]
+    index.add_note("a", 2500, "PoE Port 1 power-cycled")
+    assert index.open_gaps("a")[0].detail == "not RTSP; PoE Port 1 power-cycled"
+
+
+def test_a_note_outside_every_gap_is_kept_but_changes_no_gap(tmp_path):
+    index = RecordingIndex(tmp_path)
+    index.close_gap(index.open_gap("a", 1000, GapCause.UNREACHABLE, "refused"), 2000)
+    index.add_note("a", 5000, "PoE Port 1 power-cycled")
+    assert index.gaps("a")[0].detail == "refused"
+    assert [tuple(r) for r in index.query("SELECT time_us, text FROM camera_notes")] == [
+        (5000, "PoE Port 1 power-cycled")]
+
+
 def test_duplicate_paths_and_sequence_numbers_are_refused(tmp_path):
     index = RecordingIndex(tmp_path)
     index.add_segment(seg("a", 1, 0, 10))
