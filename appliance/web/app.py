@@ -6,6 +6,7 @@ shells; the first-boot setup creates the admin (there is no default account).
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -15,32 +16,37 @@ from appliance.core.errors import (DataLoss, FailedPrecondition, InvalidConfig,
                                    ResourceExhausted, Unavailable, VigilError)
 from appliance.web import security
 from appliance.web.accounts import AccountStore, LoginFailed
+from appliance.web.services import WebPaths
+
+# One blueprint per area; API blueprints live under /api/v1 (module, attribute).
+API_BLUEPRINTS = (
+    ("appliance.web.auth_api", "auth"),
+    ("appliance.web.live_api", "live"),
+    ("appliance.web.licence_api", "licence"),
+    ("appliance.web.playback_api", "playback"),
+)
 
 
 def create_app(data_dir: Path, accounts: AccountStore, *,
                allowed_hosts: Iterable[str] = (), licence: Callable | None = None,
                live_url: Callable[[str], str | None] | None = None,
-               live_settings: dict | None = None) -> Flask:
+               live_settings: dict | None = None, paths: WebPaths | None = None) -> Flask:
     app = Flask("vigil")
     app.config["VIGIL_DATA_DIR"] = Path(data_dir)
     app.config["VIGIL_ACCOUNTS"] = accounts
     app.config["VIGIL_ALLOWED_HOSTS"] = tuple(allowed_hosts)
     app.config["VIGIL_LICENCE"] = licence
+    app.config["VIGIL_PATHS"] = paths or WebPaths()
     app.config["VIGIL_LIVE_URL_FOR_CAMERA"] = live_url  # camera name -> RTSP URL (sub stream)
     if live_settings is not None:
         app.config["VIGIL_LIVE_SETTINGS"] = live_settings
     security.install(app)
-    from appliance.web.auth_api import auth
-    from appliance.web.licence_api import licence as licence_api
-    from appliance.web.live_api import live
     from appliance.web.pages import pages
-    from appliance.web.playback_api import playback
 
-    app.register_blueprint(auth, url_prefix="/api/v1")
-    app.register_blueprint(live, url_prefix="/api/v1")
+    for module, name in API_BLUEPRINTS:
+        app.register_blueprint(getattr(importlib.import_module(module), name),
+                               url_prefix="/api/v1")
     app.register_blueprint(pages)
-    app.register_blueprint(licence_api, url_prefix="/api/v1")
-    app.register_blueprint(playback, url_prefix="/api/v1")
 
     @app.errorhandler(VigilError)
     def vigil_error(exc: VigilError):

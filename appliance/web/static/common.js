@@ -16,6 +16,32 @@ const vigil = {
     return body;
   },
 
+  /** POST/PUT/DELETE a JSON body with the session's CSRF token; returns the JSON answer,
+   *  throws like getJSON. */
+  async send(method, path, body = {}) {
+    if (!vigil._csrf) vigil._csrf = (await vigil.getJSON("/api/v1/me")).csrf;
+    const resp = await fetch(path, {
+      method, credentials: "same-origin", cache: "no-store",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": vigil._csrf },
+      body: JSON.stringify(body),
+    });
+    const answer = await resp.json().catch(() => ({}));
+    if (!resp.ok) {
+      const err = new Error(answer.error || `${resp.status} ${resp.statusText}`);
+      err.status = resp.status;
+      throw err;
+    }
+    return answer;
+  },
+
+  /** An element with text (never innerHTML: names come from cameras and users). */
+  el(tag, text = "", attrs = {}) {
+    const node = document.createElement(tag);
+    if (text !== "") node.textContent = text;
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    return node;
+  },
+
   /** Why a request failed, in words for the owner. */
   explain(err) {
     if (err.status === 401) return "Log in first (the API says: login required).";
