@@ -25,6 +25,7 @@ from appliance.licensing.cli import add_licence_args
 from appliance.licensing.cli import register as register_licence_commands
 from appliance.playback.export_cli import register as register_export_commands
 from appliance.storage.cli import register as register_storage_commands
+from appliance.system.cli import register as register_system_commands
 from appliance.web.cli import register as register_web_commands
 
 
@@ -118,6 +119,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             sys.stdout.flush()
 
     from appliance.licensing.cli import open_store
+    from appliance.storage.retention.overrides import overrides_path
 
     static = [cam for cam in args.cameras if cam not in registry_cameras(args)]
 
@@ -129,7 +131,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     recorder = Recorder(Path(args.data), args.cameras, settings,
                         emit=emit if args.events else None, storage=storage,
                         channel_limit=open_store(args).channel_limit,
-                        camera_source=camera_source if args.registry else None)
+                        camera_source=camera_source if args.registry else None,
+                        retention_overrides=overrides_path(Path(args.config))
+                        if args.config else None)
     show = not args.events and (args.status == "always" or
                                 (args.status == "auto" and sys.stdout.isatty()))
 
@@ -221,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.set_defaults(func=cmd_segments)
 
     register_storage_commands(sub)
+    register_system_commands(sub)
     register_camera_commands(sub)
     register_onvif_commands(sub)
     register_licence_commands(sub)

@@ -10,18 +10,22 @@ cameras.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.cli import run_until_signalled
 from appliance.config.recorder import CameraConfig, build_settings
 from appliance.config.storage import build_storage_settings
+from appliance.core.control import ControlServer
 from appliance.core.errors import InvalidConfig
 from appliance.poe.runtime import PoeService, build_manager
 from appliance.recorder.service import Recorder
 from appliance.recorder.status import render
+from appliance.storage.retention.overrides import overrides_path
 from hw.board import load_profile
 from hw.camsim.clips import ensure_clip
 from hw.camsim.server import SimCamera, SimCameraServer, free_port
@@ -79,11 +83,125 @@ def poe_line(manager) -> str:
             f"{ports or 'nothing plugged in'}")
 
 
+DEV_CONFIG = """\
+# Vigil NVR development mode (nvr run / make run): the appliance's settings file.
+# The simulated cameras are RTSP servers on this computer; on the box, loopback is never
+# a camera address, here it is allowed so cameras can be added from the web UI.
+[cameras]
+allowed_networks = "127.0.0.0/8"
+"""
+
+
+@dataclass(frozen=True)
+class DevPaths:
+    """Where development mode keeps what the box keeps on /persist and /run."""
+    var: Path
+
+    @property
+    def config(self) -> Path:
+        return self.var / "config" / "recorder.toml"
+
+    @property
+    def registry(self) -> Path:
+        return self.var / "config" / "cameras.json"
+
+    @property
+    def secrets(self) -> Path:
+        return self.var / "secrets" / "cameras"
+
+    @property
+    def state(self) -> Path:
+        return self.var / "state"
+
+    @property
+    def hwd_socket(self) -> Path:
+        return self.var / "run" / "hwd.sock"
+
+    @property
+    def volumes(self) -> Path:
+        return self.var / "config" / "data-volumes.json"
+
+    def web_paths(self):
+        from appliance.web.services import WebPaths
+
+        return WebPaths(registry=self.registry, secrets=self.secrets, hwd_state=self.state,
+                        hwd_socket=self.hwd_socket, config=self.config, volumes=None)
+
+
+def open_dev_registry(paths: DevPaths, licence):
+    from appliance.cameras.manage import open_camera_registry
+
+    if not paths.config.exists():
+        paths.config.parent.mkdir(parents=True, exist_ok=True)
+        paths.config.write_text(DEV_CONFIG, encoding="utf-8")
+    return open_camera_registry(paths.registry, paths.secrets, paths.config,
+                                channel_limit=licence.channel_limit)
+
+
+def adopt_simulated_cameras(registry, cameras: list[CameraConfig], ports: list[str]) -> None:
+    """Register the simulated cameras the way PoE auto-adoption registers cameras found on
+    the box's ports ("Port 1", ...), once: a camera the owner removed stays removed."""
+    from appliance.cameras.manage import add_camera, rtsp_camera
+
+    known = {cam.id: cam for cam in registry.cameras()}
+    adopted = registry.path.with_name("dev-adopted.json")
+    done = set(json.loads(adopted.read_text())) if adopted.exists() else set()
+    for cam, port in zip(cameras, ports):
+        old = known.get(cam.name)
+        if old is not None and cam.name in done and old.main.uri != cam.url:
+            registry.remove(cam.name)  # the simulated cameras moved to another port
+        elif old is not None or cam.name in done:
+            continue
+        add_camera(registry, rtsp_camera(cam.name, f"{port} (simulated)", cam.url), None)
+        registry.set_poe_port(cam.name, port)
+        if old is not None and not old.enabled:
+            registry.set_enabled(cam.name, False)
+        done.add(cam.name)
+    adopted.write_text(json.dumps(sorted(done)), encoding="utf-8")
+
+
+def live_url_from(registry):
+    """camera name -> the stream live view opens (sub stream when there is one)."""
+    from appliance.cameras.registry import with_credentials
+
+    def url_for(name: str) -> str | None:
+        for cam in registry.cameras():
+            if cam.id == name and cam.enabled:
+                stream = cam.sub or cam.main
+                return with_credentials(stream.uri, registry.credentials.get(cam.id))
+        return None
+    return url_for
+
+
+def dev_control_handlers(paths: DevPaths, poe_manager) -> dict:
+    """vigil-hwd's commands as development mode serves them (one process, no root)."""
+    from appliance.poe.control import control_handlers as poe_handlers
+    from appliance.storage.control import control_handlers as storage_handlers
+    from appliance.system.backends import SandboxSystem
+    from appliance.system.control import control_handlers as system_handlers
+    from appliance.system.paths import SystemPaths
+
+    handlers = {**poe_handlers(poe_manager),
+                **storage_handlers(paths.volumes, paths.state, inventory=lambda: [])}
+
+    handlers.update(system_handlers(SandboxSystem(paths.var / "system"), SystemPaths(
+        config_dir=paths.config.parent, camera_secrets=paths.secrets,
+        adoption_secrets=paths.secrets.parent / "adoption",
+        data_dir=None,   # the recorder runs in this process: a reset never moves its files
+        tls_dir=None, recorder_defaults=None)))
+
+    def no_disks(args: dict) -> dict:
+        return {"disks": [], "note": "Development mode records into ./var/data; on the box "
+                "this lists its USB and SATA disks to initialise."}
+    handlers["disks.list"] = no_disks
+    return handlers
+
+
 class WebServer:
     """The web app on waitress in a background thread (loopback only)."""
 
     def __init__(self, data_dir: Path, port: int, accounts_path: Path, licence,
-                 live_urls: dict[str, str]) -> None:
+                 live_url, paths=None) -> None:
         from waitress.server import create_server
 
         from appliance.web.accounts import AccountStore
@@ -91,7 +209,7 @@ class WebServer:
 
         self.accounts = AccountStore(accounts_path)
         app = create_app(data_dir, self.accounts, licence=lambda: licence,
-                         live_url=live_urls.get)
+                         live_url=live_url, paths=paths)
         # A live viewer holds a thread for as long as it watches: room for 4 and the API.
         self._server = create_server(app, host="127.0.0.1", port=port, threads=8, ident="vigil")
         self.url = f"http://127.0.0.1:{self._server.effective_port}"
@@ -114,22 +232,33 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
         old, port = port, free_port()
         print(f"port {old} is busy; the simulated cameras use {port}", flush=True)
     server = SimCameraServer(port, sims, log_path=var / "camsim.log")
-    configs = [CameraConfig(f"cam{i + 1}", server.url(sim.mount)) for i, sim in enumerate(sims)]
+    sim_configs = [CameraConfig(f"cam{i + 1}", server.url(sim.mount))
+                   for i, sim in enumerate(sims)]
+    paths = DevPaths(var)
     # Development records into ./var/data, a plain directory: allowed here, never on the box.
     storage = build_storage_settings({"allow_boot_media": True})
     licence = licence_store(profile, var / "licence" / "licence.txt")
-    recorder = Recorder(var / "data", configs, build_settings({}), storage=storage,
-                        channel_limit=licence.channel_limit)
+    registry = open_dev_registry(paths, licence)
+    poe_manager, _ = build_manager(profile)
+    adopt_simulated_cameras(registry, sim_configs,
+                            [port.label for port in poe_manager.layout.ports])
+    recorder = Recorder(var / "data", registry.recorder_configs(), build_settings({}),
+                        storage=storage, channel_limit=licence.channel_limit,
+                        camera_source=registry.recorder_configs,
+                        retention_overrides=overrides_path(paths.config))
     tty = sys.stdout.isatty()
     web = WebServer(var / "data", web_port if port_is_free(web_port) else 0,
-                    var / "accounts.sqlite3", licence, {c.name: c.url for c in configs})
-    poe_manager, _ = build_manager(profile)
-    poe = PoeService(poe_manager, var / "state")
+                    var / "accounts.sqlite3", licence, live_url_from(registry),
+                    paths.web_paths())
+    poe = PoeService(poe_manager, paths.state)
+    control = ControlServer(paths.hwd_socket, dev_control_handlers(paths, poe_manager))
+    configs = registry.recorder_configs()
 
     def start() -> None:
         server.start()
         recorder.start()
         poe.start()
+        control.start()
         web.start()
         print(f"web API: {web.url}/api/v1/cameras/cam1/timeline", flush=True)
         if web.accounts.setup_needed():
@@ -149,6 +278,7 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
     def stop() -> None:
         try:
             web.stop()
+            control.close()
             poe.close()
             recorder.stop()
         finally:

@@ -9,11 +9,13 @@ import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from appliance.cameras.credentials import Credentials, CredentialStore
-from appliance.cameras.registry import Camera, CameraRegistry, StreamInfo
-from appliance.core.errors import FailedPrecondition, InvalidConfig, VigilError
+from appliance.cameras.manage import (add_camera, address_policy, check_camera_id,
+                                      check_label, onvif_camera, open_camera_registry,
+                                      rtsp_camera)
+from appliance.cameras.registry import Camera, CameraRegistry
+from appliance.core.errors import InvalidConfig
 from appliance.licensing.cli import add_licence_args, open_store
 
 if TYPE_CHECKING:
@@ -69,35 +71,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def open_registry(args: argparse.Namespace) -> CameraRegistry:
-    from appliance.config.cameras import build_camera_settings
-    from appliance.config.recorder import load_config_file
-
-    values = load_config_file(Path(args.config)).camera_settings \
-        if getattr(args, "config", None) else {}
     limit = open_store(args).channel_limit if hasattr(args, "licence") else None
-    return CameraRegistry(Path(args.registry), CredentialStore(Path(args.secrets)),
-                          build_camera_settings(values), channel_limit=limit)
+    config = Path(args.config) if getattr(args, "config", None) else None
+    if config is not None and not config.exists():
+        raise InvalidConfig(f"{config}: no such configuration file")
+    return open_camera_registry(Path(args.registry), Path(args.secrets), config,
+                                channel_limit=limit)
 
 
 def camera_policy(reg: CameraRegistry, args: argparse.Namespace) -> AddressPolicy:
     """The address policy for this registry's cameras: the configured networks plus
     --allow-network."""
-    from appliance.cameras.onvif import AddressPolicy
-
-    return AddressPolicy([str(n) for n in reg.settings.networks()] + list(args.allow_network))
+    return address_policy(reg.settings, args.allow_network)
 
 
 def _onboard(reg: CameraRegistry, args: argparse.Namespace, creds: Credentials | None) -> Camera:
     """Ask the camera (ONVIF) what it is and where its streams are; every address it
     gives is checked against the allowed networks before anything is fetched."""
-    from appliance.cameras.onvif import onboard
-    from appliance.cameras.registry import from_onboarded
+    return onvif_camera(args.name, _label(args), args.xaddr, creds, camera_policy(reg, args))
 
-    policy = camera_policy(reg, args)
-    onboarded = onboard(args.xaddr, creds, policy)
-    camera = from_onboarded(onboarded, args.name, args.label or "")
-    policy.check_url(camera.main.uri, "stream")
-    return camera
+
+def _label(args: argparse.Namespace) -> str:
+    return check_label(args.label) if args.label is not None else ""
 
 
 def _default_credentials(args: argparse.Namespace) -> int:
@@ -158,6 +153,7 @@ def _add(reg: CameraRegistry, args: argparse.Namespace) -> int:
     if not args.name or not (args.rtsp or args.xaddr):
         raise InvalidConfig("cameras add: give --name and --xaddr (ONVIF, see `nvr discover`) "
                             "or --rtsp")
+    check_camera_id(args.name)
     creds = None
     if args.user:
         if not args.password_file:
@@ -169,38 +165,17 @@ def _add(reg: CameraRegistry, args: argparse.Namespace) -> int:
     if args.xaddr:
         camera = _onboard(reg, args, creds)
     else:
-        host = urlsplit(args.rtsp).hostname or ""
-        sub = StreamInfo(args.sub) if args.sub else None
-        camera = Camera(args.name, args.label or args.name, host,
-                        StreamInfo(args.rtsp, bitrate_kbps=args.bitrate_kbps), sub)
-    # Registered first, with the password that works now: whatever happens during the
-    # rotation, the box keeps a password the camera accepts.
-    added = reg.add(camera, creds)
-    if not args.rotate_password:
-        print(json.dumps(added.to_json()) if args.json else f"camera {added.id} added")
+        camera = rtsp_camera(args.name, _label(args), args.rtsp, args.sub, args.bitrate_kbps)
+    added = add_camera(reg, camera, creds,
+                       rotate_with=camera_policy(reg, args) if args.rotate_password else None)
+    if added.rotation is None:
+        print(json.dumps(added.camera.to_json()) if args.json else
+              f"camera {added.camera.id} added")
         return 0
-    from appliance.cameras.rotation import RotationFailed, rotate_password
-
-    try:
-        rotate_password(reg, added.id, camera_policy(reg, args))
-    except RotationFailed as exc:
-        raise RotationFailed(f"camera {added.id} was added with the password you gave, but "
-                             f"its password was not replaced: {_unprefixed(exc, added.id)}",
-                             exc.valid) from None
-    except (VigilError, OSError) as exc:
-        raise FailedPrecondition(f"camera {added.id} was added with the password you gave, "
-                                 "which stays in use; replacing it failed: "
-                                 f"{_unprefixed(exc, added.id)}") from None
-    print(json.dumps({**added.to_json(), "password_rotated": True}) if args.json else
-          f"camera {added.id} added; its password was replaced by a generated one "
+    print(json.dumps({**added.camera.to_json(), "password_rotated": True}) if args.json else
+          f"camera {added.camera.id} added; its password was replaced by a generated one "
           "(stored, not shown)")
     return 0
-
-
-def _unprefixed(exc: BaseException, camera_id: str) -> str:
-    text = str(exc)
-    prefix = f"camera {camera_id}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
 
 
 def _rotate(reg: CameraRegistry, args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from appliance.config.model import load_section, setting
 from appliance.config.storage import CameraRetention
 from appliance.core.errors import InvalidConfig
 
-CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+CAMERA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}\Z")  # \Z: no trailing newline
 ALLOWED_SCHEMES = ("rtsp", "rtsps")
 
 

@@ -97,7 +97,7 @@ class ControlServer:
     """Serves `handlers` (command name -> function of the args) on a Unix socket."""
 
     def __init__(self, path: Path, handlers: dict[str, Handler], mode: int = 0o660,
-                 read_timeout: float = 5.0) -> None:
+                 read_timeout: float = 5.0, group: str | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.is_socket():
@@ -107,6 +107,13 @@ class ControlServer:
             self._server = _Server(str(self.path), _Connection)
         finally:
             os.umask(old)
+        if group is not None:  # e.g. "vigil": the web server's group may connect
+            import grp
+
+            try:
+                os.chown(self.path, -1, grp.getgrnam(group).gr_gid)
+            except KeyError:
+                raise InvalidConfig(f"control socket group {group!r} does not exist") from None
         os.chmod(self.path, mode)
         self._server.handlers = dict(handlers)
         self._server.read_timeout = read_timeout

@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS segments (
     sha256 TEXT,
     prev_chain TEXT,
     chain TEXT,
+    -- retention_class, why the segment is kept: 'continuous' (recorded by schedule), 'event' (inside an
+    -- event's pre/post window, kept as long as event footage), 'rolling' (events-only
+    -- mode: kept only as the pre-event window, then removed)
+    retention_class TEXT NOT NULL DEFAULT 'continuous'
+        CHECK (retention_class IN ('continuous', 'event', 'rolling')),
     UNIQUE (camera, seq)
 );
 CREATE INDEX IF NOT EXISTS segments_by_time ON segments (camera, start_us);
@@ -97,6 +102,16 @@ CREATE TABLE IF NOT EXISTS camera_notes (   -- written by vigil-hwd (PoE power c
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS camera_notes_by_time ON camera_notes (camera, time_us);
+CREATE TABLE IF NOT EXISTS events (   -- written by the recorder's event subscribers
+    id INTEGER PRIMARY KEY,
+    camera TEXT NOT NULL,
+    kind TEXT NOT NULL,                -- motion, tamper, line_crossing, intrusion, input, other
+    start_us INTEGER NOT NULL,
+    end_us INTEGER,                    -- NULL while the event lasts
+    topic TEXT NOT NULL DEFAULT '',    -- the camera's own topic (kept raw)
+    detail TEXT NOT NULL DEFAULT ''    -- source, state, what the camera said
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (camera, start_us);
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY,
     time_us INTEGER NOT NULL,
@@ -123,6 +138,13 @@ class GapCause:
     NOT_LICENSED = "not_licensed"      # beyond the licensed channel count
     RECONFIGURED = "reconfigured"      # removed, disabled, or its address/password changed
     CRASH = "power_loss_or_crash"
+    OUTSIDE_SCHEDULE = "outside_schedule"  # recording mode "off" at this time (not a failure)
+    NO_EVENT = "no_event"              # events-only mode: nothing happened (not a failure)
+
+
+NOT_FAILURES = frozenset({GapCause.OUTSIDE_SCHEDULE, GapCause.NO_EVENT,
+                          GapCause.RECORDER_STOPPED})
+SEGMENT_CLASSES = ("continuous", "event", "rolling")
 
 
 @dataclass
@@ -143,6 +165,7 @@ class Segment:
     sha256: str | None = None      # of the file as closed (integrity.py)
     prev_chain: str | None = None  # the camera's chain value before this segment
     chain: str | None = None       # chain_link(prev_chain, ...) for this segment
+    retention_class: str = "continuous"  # continuous | event | rolling (SEGMENT_CLASSES)
     id: int | None = field(default=None, compare=False)
 
 
@@ -171,6 +194,17 @@ class Deletion:
     rule: str
     detail: str = ""
     state: str = "pending"
+    id: int | None = None
+
+
+@dataclass
+class Event:
+    camera: str
+    kind: str
+    start_us: int
+    end_us: int | None = None
+    topic: str = ""
+    detail: str = ""
     id: int | None = None
 
 
@@ -211,6 +245,10 @@ class RecordingIndex:
         for name in ("sha256", "prev_chain", "chain"):
             if name not in columns:
                 self._db.execute(f"ALTER TABLE segments ADD COLUMN {name} TEXT")
+        if "retention_class" not in columns:
+            self._db.execute("ALTER TABLE segments ADD COLUMN retention_class TEXT NOT NULL "
+                             "DEFAULT 'continuous' CHECK (retention_class IN "
+                             "('continuous', 'event', 'rolling'))")
 
     def _check_integrity(self) -> None:
         result = self._db.execute("PRAGMA quick_check").fetchone()[0]
@@ -378,6 +416,53 @@ class RecordingIndex:
         if camera is not None:
             sql, args = sql + " WHERE camera = ?", (camera,)
         return [Gap(**dict(row)) for row in self._read(sql + " ORDER BY camera, start_us, id", args)]
+
+    # --- events (from the cameras' own detection) ------------------------------------------
+    def open_event(self, camera: str, kind: str, start_us: int, topic: str = "",
+                   detail: str = "") -> int:
+        cur = self._write("INSERT INTO events (camera, kind, start_us, end_us, topic, detail) "
+                          "VALUES (?, ?, ?, NULL, ?, ?)", (camera, kind, start_us, topic, detail))
+        return cur.lastrowid
+
+    def close_event(self, event_id: int, end_us: int) -> None:
+        self._write("UPDATE events SET end_us = MAX(?, start_us) WHERE id = ? AND end_us IS NULL",
+                    (end_us, event_id))
+
+    def add_event(self, event: Event) -> int:
+        """A finished (or instantaneous) event in one write."""
+        cur = self._write("INSERT INTO events (camera, kind, start_us, end_us, topic, detail) "
+                          "VALUES (?, ?, ?, ?, ?, ?)", (event.camera, event.kind, event.start_us,
+                                                        event.end_us, event.topic, event.detail))
+        event.id = cur.lastrowid
+        return event.id
+
+    def events(self, camera: str | None = None, start_us: int | None = None,
+               end_us: int | None = None) -> list[Event]:
+        """Events overlapping [start_us, end_us) (an open event overlaps everything after
+        its start), oldest first."""
+        sql, args = "SELECT * FROM events WHERE 1=1", []
+        if camera is not None:
+            sql += " AND camera = ?"
+            args.append(camera)
+        if end_us is not None:
+            sql += " AND start_us < ?"
+            args.append(end_us)
+        if start_us is not None:
+            sql += " AND (end_us IS NULL OR end_us >= ?)"
+            args.append(start_us)
+        rows = self._read(sql + " ORDER BY start_us, id", tuple(args))
+        return [Event(**dict(row)) for row in rows]
+
+    def open_events(self, camera: str) -> list[Event]:
+        rows = self._read("SELECT * FROM events WHERE camera = ? AND end_us IS NULL "
+                          "ORDER BY start_us, id", (camera,))
+        return [Event(**dict(row)) for row in rows]
+
+    def set_retention_class(self, segment_id: int, retention_class: str) -> None:
+        if retention_class not in SEGMENT_CLASSES:
+            raise ValueError(f"retention class {retention_class!r}")
+        self._write("UPDATE segments SET retention_class = ? WHERE id = ?",
+                    (retention_class, segment_id))
 
     # --- protected footage ----------------------------------------------------------------
     def protect(self, camera: str | None, start_us: int, end_us: int, reason: str,

@@ -31,6 +31,7 @@ from appliance.recorder.index import GapCause, RecordingIndex
 from appliance.recorder.reconcile import ReconcileReport, reconcile
 from appliance.storage.gate import WriteGate
 from appliance.storage.retention.policy import RetentionPolicy
+from appliance.storage.retention.overrides import OverridesFile
 from appliance.storage.retention.worker import RetentionWorker
 from appliance.storage.volume import check_data_dir
 
@@ -58,7 +59,8 @@ class Recorder:
                  clock: Clock | None = None, notifier: SystemdNotifier | None = None,
                  emit: Emit | None = None, storage: StorageSettings | None = None,
                  channel_limit: Callable[[], int] | None = None,
-                 camera_source: Callable[[], list[CameraConfig]] | None = None) -> None:
+                 camera_source: Callable[[], list[CameraConfig]] | None = None,
+                 retention_overrides: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.cameras = [cam for cam in cameras if cam.enabled]
         self.settings = settings
@@ -69,6 +71,7 @@ class Recorder:
         self.exit_code: int | None = None  # set when the process must end (disk gone)
         self.channel_limit = channel_limit
         self.camera_source = camera_source  # re-read every LICENCE_EVERY (registry changes)
+        self.retention_overrides = retention_overrides  # the owner's changes (web UI)
         self.unlicensed: list[str] = []    # enabled cameras beyond the licence, in order
         self._last_licence_check = float("-inf")
         self.clock = clock or RealClock()
@@ -106,7 +109,9 @@ class Recorder:
         policy = RetentionPolicy(self.storage, {cam.name: cam.retention for cam in self.cameras})
         self.retention = RetentionWorker(self.data_dir, self.index, policy, self.clock,
                                          self.stop_event, self.gate, self.segments_in_progress,
-                                         self._volume_lost)
+                                         self._volume_lost, overrides=(
+                                             OverridesFile(self.retention_overrides)
+                                             if self.retention_overrides else None))
         self.retention.start()
         log.info("recorder started: %d camera(s), data in %s", len(self.workers), self.data_dir)
 

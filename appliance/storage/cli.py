@@ -6,15 +6,14 @@ import argparse
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
+from appliance.core.control import ControlServer
 from appliance.core.errors import FailedPrecondition, InvalidConfig
 
 DEFAULT_MOUNTPOINT = "/srv/vigil"
 DEFAULT_VOLUMES = "/persist/config/data-volumes.json"
 DEFAULT_STATE = "/persist/state/storage"
 DEFAULT_SMART_HISTORY = "/persist/state/storage/smart-history.json"
-DATA_DIR_OWNER = "vigil"  # the recorder's user (rootfs-overlay units)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -86,6 +85,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="the cameras' credentials (PoE auto-adoption stores new ones)")
     hwd.add_argument("--licence", default="/persist/licence/licence.txt",
                      help="the installed licence (auto-adoption respects the channel count)")
+    hwd.add_argument("--control", default="/run/vigil/hwd.sock",
+                     help="the control socket vigil-web and nvr send commands to")
+    hwd.add_argument("--control-group", default=None,
+                     help="the group that may use the control socket (the web server's)")
+    hwd.add_argument("--tls-dir", default="/persist/tls",
+                     help="the web server's certificate (a factory reset erases its key)")
+    hwd.add_argument("--system-root", default="/",
+                     help="where system settings are rendered (/run/systemd/...): the root")
     hwd.set_defaults(func=cmd_hwd)
 
     retention = sub.add_parser("retention", help="retention controls")
@@ -173,18 +180,12 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from appliance.config.recorder import load_config_file
-    from appliance.config.storage import build_storage_settings
     from appliance.storage.health import storage_report
+    from appliance.storage.retention.overrides import retention_in_force
 
-    storage_values: dict[str, Any] = {}
-    cameras = []
-    if args.config:
-        loaded = load_config_file(Path(args.config))
-        storage_values, cameras = loaded.storage, loaded.cameras
-    settings = build_storage_settings(storage_values)
-    report = storage_report(Path(args.data), settings,
-                            {cam.name: cam.retention for cam in cameras},
+    # The TOML and the owner's changes beside it (retention.json), as the recorder applies them.
+    retention = retention_in_force(Path(args.config) if args.config else None)
+    report = storage_report(Path(args.data), retention.settings, retention.cameras,
                             devices=not args.no_devices, state_dir=Path(args.state))
     if args.json:
         print(json.dumps(report, indent=1, sort_keys=True))
@@ -222,8 +223,8 @@ def pick_disks(disks, wanted: list[str]):
 
 
 def _initialise(args: argparse.Namespace, disks) -> int:
-    from appliance.storage.initialise import plan_initialise, run_initialise
-    from appliance.storage.volume import load_volumes, save_volumes
+    from appliance.storage.initialise import (complete_initialise, plan_initialise,
+                                              run_initialise)
 
     if not args.disk:
         raise InvalidConfig("initialise: name the disk with --disk (see `nvr disks`)")
@@ -239,26 +240,10 @@ def _initialise(args: argparse.Namespace, disks) -> int:
             print(f"[{index}/{count}] {name} {percent:.0f} %", flush=True)
 
     result = run_initialise(plan, args.confirm, progress)
-    prepare_data_dir(Path(result.mountpoint) / "data")
-    volumes = [v for v in load_volumes(Path(args.volumes)) if v["mountpoint"] != result.mountpoint]
-    save_volumes(Path(args.volumes), volumes + [{"uuid": result.fs_uuid,
-                                                 "mountpoint": result.mountpoint}])
+    complete_initialise(result, Path(args.volumes))
     print(json.dumps(result.to_json()) if args.json else
           f"data disk ready: {result.device} (filesystem {result.fs_uuid}) at {result.mountpoint}")
     return 0
-
-
-def prepare_data_dir(path: Path) -> None:
-    """The recorder's directory on the new filesystem, owned by the recorder's user."""
-    import os
-    import pwd
-
-    path.mkdir(exist_ok=True)
-    try:
-        user = pwd.getpwnam(DATA_DIR_OWNER)
-    except KeyError:
-        return  # a development machine without the appliance's users
-    os.chown(path, user.pw_uid, user.pw_gid)
 
 
 def cmd_hwd(args: argparse.Namespace) -> int:
@@ -274,6 +259,8 @@ def cmd_hwd(args: argparse.Namespace) -> int:
     monitor = StorageMonitor(Path(args.state), Path(args.smart_history), volumes,
                              smart_every=args.smart_every)
     poe = start_poe(args, monitor.alerts.add)
+    control = ControlServer(Path(args.control), hwd_handlers(args, poe),
+                            group=args.control_group).start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -285,11 +272,42 @@ def cmd_hwd(args: argparse.Namespace) -> int:
         raise FailedPrecondition(f"the storage monitor cannot run: {exc}") from None
     finally:
         notifier.stopping()
+        control.close()
         if poe is not None:
             if poe.adoption is not None:
                 poe.adoption.close()
             poe.close()
     return 0
+
+
+def hwd_handlers(args: argparse.Namespace, poe) -> dict:
+    """The commands vigil-hwd answers on its control socket (DESIGN.md, Processes)."""
+    from appliance.storage.control import control_handlers as storage_handlers
+
+    handlers = storage_handlers(Path(args.volumes), Path(args.state))
+    handlers.update(system_handlers(args))
+    if poe is not None:
+        from appliance.poe.control import control_handlers as poe_handlers
+
+        handlers.update(poe_handlers(poe.manager))
+    return handlers
+
+
+def system_handlers(args: argparse.Namespace) -> dict:
+    """Host name, time, network, backup/restore and factory reset (appliance/system)."""
+    from hw.board import load_profile
+
+    from appliance.licensing.cli import default_board
+    from appliance.system.backends import HostSystem
+    from appliance.system.control import control_handlers
+    from appliance.system.paths import SystemPaths
+
+    profile = load_profile(args.board or default_board())
+    lan = profile.get("pse", {}).get("uplink_interface", "eth0")
+    return control_handlers(HostSystem(Path(args.system_root)), SystemPaths(
+        config_dir=Path(args.volumes).parent, camera_secrets=Path(args.secrets),
+        adoption_secrets=Path(args.secrets).parent / "adoption", data_dir=Path(args.data),
+        tls_dir=Path(args.tls_dir), lan_interface=lan))
 
 
 def start_poe(args: argparse.Namespace, alert_sink):

@@ -45,6 +45,7 @@ GPT_LINUX_RAID = "A19D880F-05FC-4D3B-A006-743F0F84911E"
 NODE_WAIT_SECONDS = 10.0
 MKFS_TIMEOUT = 900.0          # lazy_itable_init keeps mkfs of 4 TB to seconds; discard may not
 MOUNT_OPTIONS = "noatime"
+DATA_DIR_OWNER = "vigil"  # the recorder's user (rootfs-overlay units)
 
 Progress = Callable[[int, int, str, "float | None"], None]
 
@@ -186,6 +187,12 @@ def _check_count(disks: Sequence[Disk], raid1: bool) -> None:
         raise InvalidConfig("RAID1 needs exactly two disks")
     if not raid1 and len(disks) != 1:
         raise InvalidConfig("two disks are initialised together only as a RAID1 pair")
+
+
+def refusals(disk: Disk, min_size_bytes: int = MIN_SIZE_BYTES) -> list[str]:
+    """Why this disk cannot be initialised (boot media, mounted, an array member, in use,
+    too small, write-protected); empty when it can."""
+    return _refusals(disk, min_size_bytes)
 
 
 def _refusals(disk: Disk, min_size_bytes: int) -> list[str]:
@@ -342,6 +349,25 @@ def _run_step(index: int, step: Step, plan: Plan, runner: Runner, clock: Clock,
         write_marker(Path(step.path), plan.fs_uuid)
     else:
         raise InvalidConfig(f"unknown step kind {step.kind!r}")
+
+
+def prepare_data_dir(path: Path) -> None:
+    """The recorder's directory on the new filesystem, owned by the recorder's user."""
+    import pwd
+
+    path.mkdir(exist_ok=True)
+    try:
+        user = pwd.getpwnam(DATA_DIR_OWNER)
+    except KeyError:
+        return  # a development machine without the appliance's users
+    os.chown(path, user.pw_uid, user.pw_gid)
+
+
+def complete_initialise(result: InitResult, volumes_path: Path) -> None:
+    """After `run_initialise`: the recorder's directory, and the box remembers the volume
+    (data-volumes.json). The CLI and vigil-hwd's control command both end with this."""
+    prepare_data_dir(Path(result.mountpoint) / "data")
+    volume.remember_volume(Path(volumes_path), result.fs_uuid, result.mountpoint)
 
 
 def wait_for_node(path: str, timeout: float, clock: Clock,

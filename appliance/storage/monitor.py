@@ -160,6 +160,18 @@ def disk_nodes() -> list[str]:
     return [d.device_node for d in list_disks(mounts=read_mounts()) if d.device_node]
 
 
+def read_alerts(state_dir: Path, limit: int = 500) -> list[dict[str, Any]]:
+    """The newest `limit` entries of hwd's alert log (storage, SMART, RAID, PoE), oldest
+    first, including the rotated `.1` file when the current one holds fewer."""
+    path = Path(state_dir) / ALERTS_NAME
+    clock = RealClock()
+    entries = AlertLog(path, clock).read(limit)
+    if len(entries) < limit:
+        older = AlertLog(path.with_name(path.name + ".1"), clock).read(limit - len(entries))
+        entries = older + entries
+    return entries
+
+
 def read_snapshot(state_dir: Path, max_age: float = 120.0) -> dict[str, Any] | None:
     """hwd's last snapshot, if it is fresh (hwd is running)."""
     return read_fresh_json(Path(state_dir) / SNAPSHOT_NAME, max_age)

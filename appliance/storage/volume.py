@@ -99,6 +99,13 @@ def save_volumes(path: Path, volumes: list[dict[str, str]]) -> None:
     atomic_write(path, json.dumps({"volumes": volumes}, indent=1).encode())
 
 
+def remember_volume(path: Path, fs_uuid: str, mountpoint: str) -> None:
+    """Add a freshly initialised volume to the list (replacing whatever was mounted at
+    the same place), so vigil-hwd tracks it and mounts it at boot."""
+    volumes = [v for v in load_volumes(path) if v["mountpoint"] != mountpoint]
+    save_volumes(path, volumes + [{"uuid": fs_uuid, "mountpoint": mountpoint}])
+
+
 def check_data_dir(data_dir: Path, allow_boot_media: bool) -> VolumeCheck:
     """May recordings be written below `data_dir` now?"""
     if allow_boot_media:

@@ -23,7 +23,7 @@ from pathlib import Path
 from appliance.core.errors import FailedPrecondition, InvalidConfig, ResourceExhausted
 
 ROLES = ("admin", "operator", "viewer")
-USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}$")
+USERNAME = re.compile(r"^[a-z][a-z0-9._-]{1,31}\Z")  # \Z: no trailing newline
 MIN_PASSWORD = 10
 SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
 SESSION_SECONDS = 12 * 3600
@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY, time REAL NOT NULL, who TEXT NOT NULL, what TEXT NOT NULL,
     detail TEXT NOT NULL DEFAULT '', address TEXT NOT NULL DEFAULT '');
 """
+WIZARD_TABLE = ("CREATE TABLE IF NOT EXISTS wizard (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                "step TEXT NOT NULL DEFAULT '', finished REAL)")
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,126 @@ class AccountStore:
                              (hash_password(new), username))
             self._db.execute("DELETE FROM sessions WHERE username = ?", (username,))
 
+    def get_user(self, username: str) -> User | None:
+        with self._lock:
+            row = self._db.execute("SELECT username, role, cameras FROM users WHERE username = ?",
+                                   (username,)).fetchone()
+        return User(row[0], row[1], tuple(json.loads(row[2]))) if row else None
+
+    def update_user(self, username: str, role: str | None = None,
+                    cameras: tuple[str, ...] | None = None) -> tuple[User, User]:
+        """Change a user's role and/or camera grants; (before, after). The last admin
+        cannot be made anything else (checked in the same transaction as the change)."""
+        if role is not None and role not in ROLES:
+            raise InvalidConfig(f"role must be one of {', '.join(ROLES)}")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT role, cameras FROM users WHERE username = ?",
+                                       (username,)).fetchone()
+                if row is None:
+                    raise FailedPrecondition(f"there is no user {username}")
+                before = User(username, row[0], tuple(json.loads(row[1])))
+                after = User(username, role or before.role,
+                             before.cameras if cameras is None else tuple(cameras))
+                if before.role == "admin" and after.role != "admin" and self._admins() <= 1:
+                    raise FailedPrecondition(f"{username} is the last admin: make another "
+                                             "user admin first")
+                self._db.execute("UPDATE users SET role = ?, cameras = ? WHERE username = ?",
+                                 (after.role, json.dumps(list(after.cameras)), username))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return before, after
+
+    def delete_user(self, username: str) -> User:
+        """Remove a user and end every session of theirs; never the last admin."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT role, cameras FROM users WHERE username = ?",
+                                       (username,)).fetchone()
+                if row is None:
+                    raise FailedPrecondition(f"there is no user {username}")
+                if row[0] == "admin" and self._admins() <= 1:
+                    raise FailedPrecondition(f"{username} is the last admin and cannot be "
+                                             "deleted")
+                self._db.execute("DELETE FROM sessions WHERE username = ?", (username,))
+                self._db.execute("DELETE FROM users WHERE username = ?", (username,))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return User(username, row[0], tuple(json.loads(row[1])))
+
+    def reset_password(self, username: str, new: str) -> None:
+        """An admin sets another user's password (no old password); ends their sessions."""
+        check_new_password(username, new)
+        hashed = hash_password(new)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                changed = self._db.execute("UPDATE users SET hash = ? WHERE username = ?",
+                                           (hashed, username)).rowcount
+                if not changed:
+                    raise FailedPrecondition(f"there is no user {username}")
+                self._db.execute("DELETE FROM sessions WHERE username = ?", (username,))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def sessions_of(self, username: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM sessions WHERE username = ?",
+                                    (username,)).fetchone()[0]
+
+    def _admins(self) -> int:
+        """Call with the lock held (inside the caller's transaction)."""
+        return self._db.execute("SELECT COUNT(*) FROM users WHERE role = 'admin'").fetchone()[0]
+
+    # --- alert acknowledgements (the web's own record: who saw which alert) --------------------
+    def acknowledge_alert(self, alert_id: str, who: str) -> bool:
+        """Remember that `who` acknowledged the alert; False if it already was."""
+        with self._lock:
+            self._db.execute("CREATE TABLE IF NOT EXISTS alert_acks (alert_id TEXT PRIMARY KEY, "
+                             "who TEXT NOT NULL, time REAL NOT NULL)")
+            return self._db.execute("INSERT OR IGNORE INTO alert_acks (alert_id, who, time) "
+                                    "VALUES (?, ?, ?)", (alert_id, who, time.time())).rowcount > 0
+
+    def alert_acknowledgements(self) -> dict[str, dict]:
+        with self._lock:
+            self._db.execute("CREATE TABLE IF NOT EXISTS alert_acks (alert_id TEXT PRIMARY KEY, "
+                             "who TEXT NOT NULL, time REAL NOT NULL)")
+            rows = self._db.execute("SELECT alert_id, who, time FROM alert_acks").fetchall()
+        return {a: {"by": w, "time": t} for a, w, t in rows}
+
+    # --- the first-boot wizard's progress (finished once, never re-entered) -------------------
+    def wizard_state(self) -> dict:
+        """{"step": the last step the owner completed, "finished": time or None}."""
+        with self._lock:
+            self._db.execute(WIZARD_TABLE)
+            row = self._db.execute("SELECT step, finished FROM wizard WHERE id = 1").fetchone()
+        return {"step": row[0] if row else "", "finished": row[1] if row else None}
+
+    def wizard_step_done(self, step: str) -> None:
+        with self._lock:
+            self._db.execute(WIZARD_TABLE)
+            self._db.execute("INSERT INTO wizard (id, step) VALUES (1, ?) ON CONFLICT (id) "
+                             "DO UPDATE SET step = excluded.step WHERE finished IS NULL", (step,))
+
+    def finish_wizard(self) -> None:
+        """Exactly once (concurrent finishes: one wins, the others are refused)."""
+        with self._lock:
+            self._db.execute(WIZARD_TABLE)
+            done = self._db.execute(
+                "INSERT INTO wizard (id, step, finished) VALUES (1, 'summary', ?) "
+                "ON CONFLICT (id) DO UPDATE SET step = 'summary', finished = excluded.finished "
+                "WHERE finished IS NULL", (time.time(),)).rowcount
+        if not done:
+            raise FailedPrecondition("the first-boot setup is already finished")
+
     @staticmethod
     def _check_username(username: str) -> None:
         if not isinstance(username, str) or not USERNAME.match(username):
@@ -266,3 +388,96 @@ class AccountStore:
             rows = self._db.execute("SELECT time, who, what, detail, address FROM audit "
                                     "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [dict(zip(("time", "who", "what", "detail", "address"), r)) for r in rows]
+
+    # --- configuration backup, restore and factory reset (appliance/web/system_api.py) ------
+    def confirm_password(self, username: str, password: str, address: str) -> None:
+        """The signed-in user's password again, before a dangerous action; throttled and
+        locked out exactly like a login (a stolen session cannot guess it)."""
+        now = time.time()
+        for key in (f"user:{username}", f"addr:{address}"):
+            wait = self._locked_for(key, now)
+            if wait:
+                raise ResourceExhausted(f"too many wrong passwords; try again in {wait:.0f} s")
+        with self._lock:
+            row = self._db.execute("SELECT hash FROM users WHERE username = ?",
+                                   (username,)).fetchone()
+        if row is None or not isinstance(password, str) or not check_password(password, row[0]):
+            for key in (f"user:{username}", f"addr:{address}"):
+                self._failed(key, now)
+            self.audit(username, "password_confirm_failed", "", address)
+            raise InvalidConfig("the password is wrong")
+
+    def export_users(self) -> list[dict]:
+        """Every account with its password hash (for a configuration backup)."""
+        with self._lock:
+            rows = self._db.execute("SELECT username, role, cameras, hash FROM users "
+                                    "ORDER BY username").fetchall()
+        return [{"username": u, "role": r, "cameras": json.loads(c), "hash": h}
+                for u, r, c, h in rows]
+
+    def check_import(self, users: list) -> list[dict]:
+        """The accounts of a backup, checked as this store checks new ones; at least one
+        admin. Raises InvalidConfig with the reason; changes nothing."""
+        if not isinstance(users, list) or not users:
+            raise InvalidConfig("the backup holds no accounts")
+        checked, names = [], set()
+        for user in users:
+            if not isinstance(user, dict):
+                raise InvalidConfig("the backup's accounts are damaged")
+            name, role, cams, digest = (user.get("username"), user.get("role"),
+                                        user.get("cameras", []), user.get("hash"))
+            self._check_username(name)
+            if name in names or role not in ROLES:
+                raise InvalidConfig(f"the backup's account {name} is listed twice or has an "
+                                    "unknown role")
+            if not isinstance(cams, list) or not all(isinstance(c, str) for c in cams):
+                raise InvalidConfig(f"the backup's account {name} has a damaged camera list")
+            parts = digest.split("$") if isinstance(digest, str) else []
+            if len(parts) != 5 or parts[1] != "scrypt":
+                raise InvalidConfig(f"the backup's password of {name} is damaged")
+            names.add(name)
+            checked.append({"username": name, "role": role, "cameras": list(cams),
+                            "hash": digest})
+        if not any(u["role"] == "admin" for u in checked):
+            raise InvalidConfig("the backup has no admin account")
+        return checked
+
+    def replace_users(self, users: list) -> int:
+        """All accounts become the backup's (one transaction); every session ends."""
+        checked = self.check_import(users)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM sessions")
+                self._db.execute("DELETE FROM lockouts")
+                self._db.execute("DELETE FROM users")
+                for u in checked:
+                    self._db.execute("INSERT INTO users (username, hash, role, cameras, created)"
+                                     " VALUES (?, ?, ?, ?, ?)", (u["username"], u["hash"],
+                                                                u["role"], json.dumps(u["cameras"]),
+                                                                time.time()))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return len(checked)
+
+    def factory_reset(self) -> None:
+        """Every table emptied (users, sessions, lockouts, the audit log and whatever else
+        this store keeps), with the deleted content overwritten in the file: the box is
+        back at first-boot setup."""
+        with self._lock:
+            tables = [r[0] for r in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                "name NOT LIKE 'sqlite_%'").fetchall()]
+            self._db.execute("PRAGMA secure_delete = ON")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in tables:
+                    self._db.execute(f'DELETE FROM "{table}"')
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("VACUUM")

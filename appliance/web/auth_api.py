@@ -100,3 +100,78 @@ def add_user():
 @require_role("admin")
 def audit_log():
     return jsonify(entries=accounts().audit_log())
+
+
+# --- managing other users (admin): role, camera grants, password reset, deletion ----------
+MAX_GRANTS = 64
+
+
+def _known_user(name: str):
+    from flask import abort
+
+    from appliance.web.accounts import USERNAME
+
+    user = accounts().get_user(name) if USERNAME.match(name or "") else None
+    if user is None:
+        abort(404)
+    return user
+
+
+def _camera_grants(value) -> tuple[str, ...]:
+    from appliance.config.recorder import CAMERA_NAME
+
+    if not isinstance(value, list) or len(value) > MAX_GRANTS or not all(
+            isinstance(c, str) and (c == "*" or CAMERA_NAME.match(c)) for c in value):
+        raise InvalidConfig(f"`cameras` must be a list of at most {MAX_GRANTS} camera names "
+                            "(or \"*\" for every camera)")
+    return tuple(dict.fromkeys(value))
+
+
+@auth.patch("/users/<name>")
+@require_role("admin")
+def update_user(name: str):
+    """Body: {"role": ..., "cameras": [...]}, either or both. The last admin stays admin."""
+    _known_user(name)
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or not data or set(data) - {"role", "cameras"}:
+        raise InvalidConfig("give `role` and/or `cameras`, nothing else")
+    role = data.get("role")
+    if role is not None and not isinstance(role, str):
+        raise InvalidConfig("`role` must be text: admin, operator or viewer")
+    cameras = _camera_grants(data["cameras"]) if "cameras" in data else None
+    before, after = accounts().update_user(name, role, cameras)
+    accounts().audit(g.session.user.username, "user_changed",
+                     f"{name}: role {before.role} -> {after.role}, cameras "
+                     f"{','.join(before.cameras) or '-'} -> {','.join(after.cameras) or '-'}",
+                     client_address())
+    return jsonify(username=after.username, role=after.role, cameras=list(after.cameras))
+
+
+@auth.delete("/users/<name>")
+@require_role("admin")
+def delete_user(name: str):
+    """Never the last admin; every session of the user ends with it."""
+    _known_user(name)
+    user = accounts().delete_user(name)
+    accounts().audit(g.session.user.username, "user_deleted", f"{user.username} ({user.role})",
+                     client_address())
+    resp = jsonify(ok=True, deleted=user.username)
+    if user.username == g.session.user.username:
+        resp.delete_cookie(COOKIE, path="/")
+    return resp
+
+
+@auth.post("/users/<name>/password")
+@require_role("admin")
+def reset_password(name: str):
+    """Body: {"password": "..."}: an admin sets another user's password; their sessions end."""
+    _known_user(name)
+    data = body("password")
+    if set(data) - {"password"}:
+        raise InvalidConfig("give only `password`")
+    accounts().reset_password(name, data["password"])
+    accounts().audit(g.session.user.username, "password_reset", name, client_address())
+    resp = jsonify(ok=True, note=f"every session of {name} ended")
+    if name == g.session.user.username:
+        resp.delete_cookie(COOKIE, path="/")
+    return resp

@@ -13,6 +13,10 @@ optionally `VIGIL_LIVE_SETTINGS` (a mapping of `live.*` settings or a LiveSettin
 Waitress (3.x) writes each chunk from the worker thread straight to the socket
 (`send_bytes` is 1), so nothing sits in a server buffer; what the client does not take
 piles up in the channel's output buffer, which is watched here (docs/design/live.md).
+Gunicorn (the box's HTTPS server, web/https_server.py) writes from this thread with a
+blocking send instead: a client that stops reading blocks the `yield`, the hub drops the
+viewer after `viewer_max_delay`, and a send timeout just above that ends the response and
+frees the thread (`_bound_blocking_send`).
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ def camera_live(name: str):
     except BaseException:
         viewer.close()
         raise
+    _bound_blocking_send(request.environ, hub.settings)
     body = _stream(viewer, init, _unsent_bytes(request.environ), hub.settings,
                    _session_check(name))
     return Response(body, status=200, content_type=f'video/mp4; codecs="{codec}"', headers={
@@ -148,6 +153,15 @@ def _stream(viewer: Viewer, init: bytes, unsent: Callable[[], int], settings: Li
                 return
     finally:
         viewer.close()
+
+
+def _bound_blocking_send(environ: dict, settings: LiveSettings) -> None:
+    """Under gunicorn, a send that cannot progress for longer than a viewer may lag (plus
+    one poll) raises in the server and ends this response: its thread is freed as soon as
+    the hub has dropped the viewer, not after the server's general send timeout."""
+    sock = environ.get("gunicorn.socket")
+    if sock is not None and hasattr(sock, "settimeout"):
+        sock.settimeout(settings.viewer_max_delay + POLL_SECONDS)
 
 
 def _unsent_bytes(environ: dict) -> Callable[[], int]:

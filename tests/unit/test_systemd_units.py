@@ -68,3 +68,26 @@ def test_hwd_unit_command_line_parses_and_notifies():
     argv = shlex.split(service["ExecStart"])
     args = build_parser().parse_args(argv[1:])
     assert args.command == "hwd" and args.volumes.startswith("/persist/config/")
+
+
+WEB_UNIT = UNITS / "vigil-web.service"
+
+
+def test_web_unit_serves_https_unprivileged_and_its_command_line_parses():
+    service = read_unit(WEB_UNIT)["Service"]
+    assert service["Type"] == "notify" and service["Restart"] == "always"
+    assert service["User"] == "vigil" and service["NoNewPrivileges"] == "yes"
+    # Ports 80 and 443 through this one capability, nothing more.
+    assert service["AmbientCapabilities"] == service["CapabilityBoundingSet"] == \
+        "CAP_NET_BIND_SERVICE"
+    assert service["ProtectSystem"] == "strict"
+    writable = {p.lstrip("-") for p in service["ReadWritePaths"].split()}
+    assert writable == {"/persist/config", "/persist/licence", "/persist/secrets/cameras",
+                        "/persist/tls"}
+    argv = shlex.split(service["ExecStart"])
+    assert argv[0].endswith("/nvr")
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "serve" and args.listen is None  # HTTPS, not the development mode
+    assert args.https_listen.endswith(":443") and args.http_listen.endswith(":80")
+    assert args.tls_dir in writable and str(Path(args.accounts).parent) in writable
+    assert args.hwd_socket == "/run/vigil/hwd.sock" and args.data.startswith("/srv/vigil")

@@ -5,7 +5,7 @@ It runs in the recorder because the recorder is the one writer of the segments t
 mark" must reach the camera threads (docs/adr/0003-retention-in-the-recorder.md).
 
 Every `check_every` seconds: is the data volume still there (if not, the recorder is
-told at once)? Every `retention_interval`: plan a pass, apply the guard, delete, and set
+told at once)? Has the owner changed retention (retention.json, see overrides.py)? Every `retention_interval`: plan a pass, apply the guard, delete, and set
 or clear the write gate. Every `orphan_scan_minutes`: index or remove files that have no
 row, so they cannot fill the disk unseen. Alerts are raised once per condition and
 cleared (with an info alert) when the condition ends.
@@ -17,16 +17,20 @@ import logging
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 from appliance.config.storage import StorageSettings
+from appliance.core.errors import DataLoss, InvalidConfig
 from appliance.core.clock import Clock
 from appliance.recorder.index import RecordingIndex
 from appliance.recorder.reconcile import ReconcileReport, recover_orphan, segment_files
 from appliance.storage.gate import WriteGate
 from appliance.storage.retention.delete import delete_segment
 from appliance.storage.retention.forecast import forecast
+from appliance.storage.retention.overrides import (OverridesFile, effective_cameras,
+                                                   effective_settings)
 from appliance.storage.retention.policy import RetentionPlan, RetentionPolicy, disk_space
 from appliance.storage.volume import check_data_dir
 
@@ -63,7 +67,7 @@ class RetentionWorker:
     def __init__(self, data_dir: Path, index: RecordingIndex, policy: RetentionPolicy,
                  clock: Clock, stop: threading.Event, gate: WriteGate,
                  writing: Callable[[], set[str]], on_volume_lost: Callable[[str], None],
-                 check_every: float = 2.0) -> None:
+                 check_every: float = 2.0, overrides: OverridesFile | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.index = index
         self.policy = policy
@@ -73,7 +77,10 @@ class RetentionWorker:
         self.gate = gate
         self.writing = writing
         self.on_volume_lost = on_volume_lost
+        self._check_every = check_every
         self.check_every = min(check_every, self.settings.retention_interval)
+        self.base = policy  # the settings the recorder started with (TOML, flags)
+        self.overrides = overrides
         self.alerts = _AlertBook(index, clock)
         self.passes = 0
         self.last_plan: RetentionPlan | None = None
@@ -95,6 +102,8 @@ class RetentionWorker:
                 if not volume.ok:
                     self.on_volume_lost(volume.detail)
                     return
+                if self.reload_overrides():
+                    next_pass = min(next_pass, now)  # apply the owner's change now
                 if now >= next_orphans:
                     next_orphans = now + self.settings.orphan_scan_minutes * 60
                     self.collect_orphans()
@@ -104,6 +113,28 @@ class RetentionWorker:
             except Exception:  # a failing pass must not end retention for good
                 log.exception("retention pass failed; trying again next interval")
             self.clock.sleep(self.check_every, self.stop)
+
+    def reload_overrides(self) -> bool:
+        """Take the owner's retention changes when the file changed; True if the policy
+        changed. A damaged or refused file keeps the policy in force and raises an alert."""
+        if self.overrides is None:
+            return False
+        try:
+            changes = self.overrides.changed()
+            if changes is None:
+                return False
+            settings = effective_settings(self.base.settings, changes)
+        except (DataLoss, InvalidConfig) as exc:
+            self.alerts.raise_("overrides", "warning", f"retention settings not applied: {exc}")
+            return False
+        # The volume switch is the recorder's, never the file's.
+        settings = replace(settings, allow_boot_media=self.base.settings.allow_boot_media)
+        self.policy = RetentionPolicy(settings, effective_cameras(self.base.cameras, changes))
+        self.settings = settings
+        self.check_every = min(self._check_every, settings.retention_interval)
+        self.alerts.clear("overrides", "retention settings applied again")
+        log.info("retention settings changed: %s", changes.to_json())
+        return True
 
     # --- one pass -----------------------------------------------------------------------
     def run_pass(self) -> RetentionPlan:

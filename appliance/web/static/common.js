@@ -9,6 +9,7 @@ const vigil = {
     const resp = await fetch(path, { credentials: "same-origin", cache: "no-store" });
     const body = await resp.json().catch(() => ({}));
     if (!resp.ok) {
+      vigil.leaveIfLoggedOut(resp.status, body.error);
       const err = new Error(body.error || `${resp.status} ${resp.statusText}`);
       err.status = resp.status;
       throw err;
@@ -27,11 +28,23 @@ const vigil = {
     });
     const answer = await resp.json().catch(() => ({}));
     if (!resp.ok) {
+      vigil.leaveIfLoggedOut(resp.status, answer.error);
       const err = new Error(answer.error || `${resp.status} ${resp.statusText}`);
       err.status = resp.status;
       throw err;
     }
     return answer;
+  },
+
+  /** An API answer 401 (no session, or it ended) takes the page to /login, and back here
+   *  after logging in; 503 "setup required" takes it to the first-boot wizard. */
+  leaveIfLoggedOut(status, message) {
+    if (["/login", "/setup"].includes(location.pathname)) return;
+    if (status === 401) {
+      location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+    } else if (status === 503 && /setup/.test(message || "")) {
+      location.assign("/setup");
+    }
   },
 
   /** An element with text (never innerHTML: names come from cameras and users). */
@@ -68,3 +81,13 @@ const vigil = {
     history.replaceState(null, "", url);
   },
 };
+
+// The header's "Log out" button (every page but the login page has one).
+vigil.$("logout")?.addEventListener("click", async () => {
+  try {
+    await vigil.send("POST", "/api/v1/logout", {});
+  } catch (err) {
+    // already logged out: the login page is where this ends either way
+  }
+  location.assign("/login");
+});

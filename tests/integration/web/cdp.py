@@ -173,6 +173,44 @@ class Chromium:
                     "description", details.get("text"))))
         return lines
 
+    def click(self, x: float, y: float) -> None:
+        """A real left mouse click at (x, y) CSS pixels of the viewport."""
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
+                      clickCount=1)
+
+    def center_of(self, selector: str) -> tuple[float, float]:
+        """The middle of the first element matching `selector`, scrolled into view."""
+        found = self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e) "
+            "return null; e.scrollIntoView({block: 'center'}); const r = "
+            "e.getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2];"
+            " })()")
+        if found is None:
+            raise CdpError(f"no element matches {selector!r}")
+        return found[0], found[1]
+
+    def emulate_device(self, width: int, height: int, scale: float = 2.0,
+                       mobile: bool = True) -> None:
+        """A phone-sized viewport (Emulation.setDeviceMetricsOverride; mobile honours the
+        page's viewport meta); reset_device() goes back to the window's size."""
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                  deviceScaleFactor=scale, mobile=mobile)
+
+    def reset_device(self) -> None:
+        self.send("Emulation.clearDeviceMetricsOverride")
+
+    def open_tab(self, url: str = "about:blank") -> str:
+        """Another tab in front of this page (which becomes hidden); its target id."""
+        return self.send("Target.createTarget", url=url)["targetId"]
+
+    def close_tab(self, target_id: str) -> None:
+        self.send("Target.closeTarget", targetId=target_id)
+
+    def bring_to_front(self) -> None:
+        """This page's tab in front again (visible)."""
+        self.send("Page.bringToFront")
+
     def screenshot(self, path: Path) -> None:
         import base64
 

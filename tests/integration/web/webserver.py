@@ -11,6 +11,7 @@ from waitress.server import create_server
 from appliance.web.accounts import AccountStore
 from appliance.web.app import create_app
 from appliance.web.live_api import live_hub
+from appliance.web.services import WebPaths
 from tests.integration.web_session import ApiClient
 
 
@@ -18,11 +19,12 @@ class WebServer:
     """create_app + the live and page blueprints, served by waitress on a free port."""
 
     def __init__(self, data_dir: Path, accounts_path: Path, cameras: Mapping[str, str],
-                 live_settings: Mapping | None = None, threads: int = 8) -> None:
+                 live_settings: Mapping | None = None, threads: int = 8,
+                 paths: WebPaths | None = None) -> None:
         self.accounts = AccountStore(accounts_path)
         self.cameras = dict(cameras)
         self.app = create_app(data_dir, self.accounts, live_url=self.cameras.get,
-                              live_settings=dict(live_settings or {}))
+                              live_settings=dict(live_settings or {}), paths=paths)
         self.server = create_server(self.app, host="127.0.0.1", port=0, threads=threads)
         self.base = f"http://127.0.0.1:{self.server.effective_port}"
         self.port = int(self.server.effective_port)

@@ -102,3 +102,47 @@ def test_wal_mode_and_a_damaged_index_is_reported(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises((DataLoss, sqlite3.DatabaseError)):
         RecordingIndex(tmp_path)
+
+
+def test_events_open_close_and_overlap_queries(tmp_path):
+    from appliance.recorder.index import Event
+
+    index = RecordingIndex(tmp_path)
+    motion = index.open_event("a", "motion", 1000, "tns1:VideoSource/MotionAlarm", "State=true")
+    index.add_event(Event("a", "tamper", 5000, 6000))
+    index.add_event(Event("b", "motion", 1000, 2000))
+    assert [e.kind for e in index.open_events("a")] == ["motion"]
+    assert [e.kind for e in index.events("a", 4000, 4500)] == ["motion"]   # still open
+    index.close_event(motion, 3000)
+    index.close_event(motion, 9000)   # closed once: the first end stays
+    assert [e.kind for e in index.events("a", 4000, 4500)] == []
+    assert [(e.kind, e.end_us) for e in index.events("a", 0, 10_000)] == [
+        ("motion", 3000), ("tamper", 6000)]
+    assert index.open_events("a") == []
+
+
+def test_segments_carry_a_retention_class_and_older_indexes_gain_it(tmp_path):
+    import sqlite3 as sq
+
+    index = RecordingIndex(tmp_path)
+    seg_id = index.add_segment(seg("a", 1, 0, 10))
+    assert index.segments("a")[0].retention_class == "continuous"
+    index.set_retention_class(seg_id, "rolling")
+    assert index.segments("a")[0].retention_class == "rolling"
+    with pytest.raises(ValueError):
+        index.set_retention_class(seg_id, "forever")
+    index.close()
+    # an index from before the column: the migration adds it with the default
+    (tmp_path / "old").mkdir()
+    db = sq.connect(tmp_path / "old" / "index.sqlite3")
+    db.execute("CREATE TABLE segments (id INTEGER PRIMARY KEY, camera TEXT NOT NULL, seq INTEGER "
+               "NOT NULL, start_us INTEGER NOT NULL, end_us INTEGER NOT NULL, bytes INTEGER NOT "
+               "NULL, path TEXT NOT NULL UNIQUE, video_codec TEXT, audio_codec TEXT, width "
+               "INTEGER, height INTEGER, fragments INTEGER NOT NULL DEFAULT 0, packets INTEGER "
+               "NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT 'ok', UNIQUE (camera, seq))")
+    db.execute("INSERT INTO segments (camera, seq, start_us, end_us, bytes, path) "
+               "VALUES ('a', 1, 0, 10, 1, 'x.mp4')")
+    db.commit()
+    db.close()
+    old = RecordingIndex(tmp_path / "old")
+    assert old.segments("a")[0].retention_class == "continuous"
