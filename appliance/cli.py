@@ -82,6 +82,22 @@ def registry_cameras(args: argparse.Namespace) -> list:
     return open_registry(args).recorder_configs()
 
 
+def camera_events(args: argparse.Namespace) -> Callable:
+    """The cameras' own events (ONVIF PullPoint) for the recorder: one subscriber per
+    registered ONVIF camera, writing into the recorder's index (appliance/events)."""
+    from appliance.cameras.manage import (address_policy, load_camera_settings,
+                                          open_camera_registry)
+    from appliance.events.service import EventService
+
+    config = Path(args.config) if args.config else None
+
+    def build(index):
+        policy = address_policy(load_camera_settings(config), this_host=True)
+        return EventService(index, lambda: open_camera_registry(
+            Path(args.registry), Path(args.secrets), config), policy)
+    return build
+
+
 def run_until_signalled(start: Callable[[], None], tick: Callable[[], bool | None],
                         stop: Callable[[], Any], interval: float = 1.0) -> None:
     """Start, tick about once a second until SIGINT/SIGTERM (or until tick returns
@@ -101,6 +117,16 @@ def run_until_signalled(start: Callable[[], None], tick: Callable[[], bool | Non
         stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def recording_settings_file(args: argparse.Namespace) -> Path | None:
+    """The owner's recording modes: --recording-settings, else recording.json beside
+    --config, else none (every camera records continuously)."""
+    from appliance.recorder.recording_settings import recording_settings_path
+
+    if getattr(args, "recording_settings", None):
+        return Path(args.recording_settings)
+    return recording_settings_path(Path(args.config)) if args.config else None
 
 
 def cmd_record(args: argparse.Namespace) -> int:
@@ -133,7 +159,9 @@ def cmd_record(args: argparse.Namespace) -> int:
                         channel_limit=open_store(args).channel_limit,
                         camera_source=camera_source if args.registry else None,
                         retention_overrides=overrides_path(Path(args.config))
-                        if args.config else None)
+                        if args.config else None,
+                        recording_settings=recording_settings_file(args),
+                        events_factory=camera_events(args) if args.registry else None)
     show = not args.events and (args.status == "always" or
                                 (args.status == "auto" and sys.stdout.isatty()))
 
@@ -215,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="console status table (auto: when stdout is a terminal)")
     rec.add_argument("--events", action="store_true",
                      help="print one JSON object per event on stdout (state, durable, segment, gap)")
+    rec.add_argument("--recording-settings", metavar="JSON",
+                     help="the owner's recording modes per camera (default: recording.json "
+                     "beside --config; none: every camera records continuously)")
     add_settings_flags(rec)
     rec.set_defaults(func=cmd_record)
 

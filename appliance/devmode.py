@@ -25,6 +25,7 @@ from appliance.core.errors import InvalidConfig
 from appliance.poe.runtime import PoeService, build_manager
 from appliance.recorder.service import Recorder
 from appliance.recorder.status import render
+from appliance.recorder.recording_settings import recording_settings_path
 from appliance.storage.retention.overrides import overrides_path
 from hw.board import load_profile
 from hw.camsim.clips import ensure_clip
@@ -89,6 +90,11 @@ DEV_CONFIG = """\
 # a camera address, here it is allowed so cameras can be added from the web UI.
 [cameras]
 allowed_networks = "127.0.0.0/8"
+
+# Recordings (and exports) go into var/data, a plain directory of this computer; the box
+# records only onto an initialised data disk.
+[storage]
+allow_boot_media = true
 """
 
 
@@ -125,7 +131,8 @@ class DevPaths:
         from appliance.web.services import WebPaths
 
         return WebPaths(registry=self.registry, secrets=self.secrets, hwd_state=self.state,
-                        hwd_socket=self.hwd_socket, config=self.config, volumes=None)
+                        hwd_socket=self.hwd_socket, config=self.config, volumes=None,
+                        device_key=self.var / "keys" / "device.pem")
 
 
 def open_dev_registry(paths: DevPaths, licence):
@@ -134,6 +141,9 @@ def open_dev_registry(paths: DevPaths, licence):
     if not paths.config.exists():
         paths.config.parent.mkdir(parents=True, exist_ok=True)
         paths.config.write_text(DEV_CONFIG, encoding="utf-8")
+    elif "[storage]" not in paths.config.read_text(encoding="utf-8"):  # an older var/
+        with open(paths.config, "a", encoding="utf-8") as config:
+            config.write("\n[storage]\nallow_boot_media = true\n")
     return open_camera_registry(paths.registry, paths.secrets, paths.config,
                                 channel_limit=licence.channel_limit)
 
@@ -158,6 +168,18 @@ def adopt_simulated_cameras(registry, cameras: list[CameraConfig], ports: list[s
             registry.set_enabled(cam.name, False)
         done.add(cam.name)
     adopted.write_text(json.dumps(sorted(done)), encoding="utf-8")
+
+
+def dev_camera_events(paths: DevPaths, registry):
+    """ONVIF event subscriptions for the registry's ONVIF cameras (the simulated cameras
+    are RTSP only: they have none; a camera added by ONVIF address gets one)."""
+    from appliance.cameras.manage import address_policy, load_camera_settings
+    from appliance.events.service import EventService
+
+    def build(index):
+        policy = address_policy(load_camera_settings(paths.config), this_host=True)
+        return EventService(index, lambda: registry, policy)
+    return build
 
 
 def live_url_from(registry):
@@ -245,7 +267,9 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
     recorder = Recorder(var / "data", registry.recorder_configs(), build_settings({}),
                         storage=storage, channel_limit=licence.channel_limit,
                         camera_source=registry.recorder_configs,
-                        retention_overrides=overrides_path(paths.config))
+                        retention_overrides=overrides_path(paths.config),
+                        recording_settings=recording_settings_path(paths.config),
+                        events_factory=dev_camera_events(paths, registry))
     tty = sys.stdout.isatty()
     web = WebServer(var / "data", web_port if port_is_free(web_port) else 0,
                     var / "accounts.sqlite3", licence, live_url_from(registry),

@@ -7,12 +7,26 @@ owner-facing reference (README) can be generated from the same declarations.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Mapping, TypeVar
 
 from appliance.core.errors import InvalidConfig
 
 T = TypeVar("T")
 
+
+
+def as_finite(value: object) -> float | None:
+    """`value` as a finite float, or None: booleans, non-numbers, NaN, infinities and
+    integers beyond a float's range (JSON allows 10**400) are not numbers a setting
+    can take."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 def setting(default: Any, description: str, *, low: float | None = None,
             high: float | None = None, choices: tuple[str, ...] | None = None) -> Any:
@@ -33,6 +47,8 @@ def check_field(field: dataclasses.Field, value: Any, section: str) -> Any:
     if kind in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidConfig(f"{name}: expected a number, got {value!r}")
+        if as_finite(value) is None:   # 10**400 in JSON: beyond what a float holds
+            raise InvalidConfig(f"{name}: {str(value)[:40]} is out of range")
         if kind is int and value != int(value):
             raise InvalidConfig(f"{name}: expected a whole number, got {value!r}")
         value = kind(value)

@@ -26,6 +26,19 @@ SELECT start_us, end_us, cause, detail FROM gaps
 WHERE camera = ? AND (end_us IS NULL OR end_us > ?) AND start_us < ? ORDER BY start_us
 """
 
+# Events overlapping the range, from the (camera, start_us) index; an open event (end_us
+# NULL) lasts until now. At most MAX_EVENTS, the earliest first. Only events that started
+# at most EVENT_LOOKBACK_US before the range are looked at, so a range in year three does
+# not scan two years of events (an event lasting longer is rare: subscribers close open
+# events whenever a subscription is lost; docs/design/events.md).
+EVENTS_SQL = """
+SELECT start_us, end_us, kind, topic FROM events
+WHERE camera = ? AND start_us < ? AND start_us >= ? AND (end_us IS NULL OR end_us >= ?)
+ORDER BY start_us, id LIMIT ?
+"""
+MAX_EVENTS = 5000
+EVENT_LOOKBACK_US = 7 * 86_400 * 1_000_000
+
 
 def check_range(start_us: int, end_us: int) -> None:
     if end_us <= start_us:
@@ -64,6 +77,12 @@ def timeline(index: RecordingIndex, camera: str, start_us: int, end_us: int,
         gaps.append({"start_us": max(r["start_us"], start_us),
                      "end_us": None if gap_end is None else min(gap_end, end_us),
                      "ongoing": ongoing, "cause": r["cause"], "detail": r["detail"]})
+    events = [{"start_us": r["start_us"], "end_us": r["end_us"], "ongoing": r["end_us"] is None,
+               "kind": r["kind"], "topic": r["topic"]}
+              for r in index.query(EVENTS_SQL, (camera, end_us, start_us - EVENT_LOOKBACK_US,
+                                                start_us, MAX_EVENTS + 1))]
+    truncated = len(events) > MAX_EVENTS
     recorded = sum(s["end_us"] - s["start_us"] for s in spans)
     return {"camera": camera, "start_us": start_us, "end_us": end_us, "spans": spans,
-            "gaps": gaps, "events": [], "recorded_us": recorded}
+            "gaps": gaps, "events": events[:MAX_EVENTS], "events_truncated": truncated,
+            "recorded_us": recorded}

@@ -117,6 +117,10 @@ class CameraRecorder:
         self.stop = stop
         self.stop_reason = (GapCause.RECORDER_STOPPED, "the recorder was stopped")
         self._final_state = "stopped"
+        # The retention class new segments are indexed with: 'rolling' in events-only mode
+        # (the pre-event buffer, see storage/retention/classes.py), else 'continuous'. Set
+        # by the recorder when the camera's recording mode changes.
+        self.segment_class = "continuous"
         self.emit = emit or (lambda event: None)
         self.stats = CameraStats(last_progress=clock.monotonic())
         self.backoff = Backoff(settings.backoff_initial, settings.backoff_cap)
@@ -365,7 +369,8 @@ class CameraRecorder:
             start_us=timeline.wall_us(closed.first_dts), end_us=timeline.wall_us(closed.end_dts),
             bytes=closed.bytes, path=closed.relpath, video_codec=writer.video_codec,
             audio_codec=writer.audio_codec, width=writer.width, height=writer.height,
-            fragments=closed.fragments, packets=closed.packets)
+            fragments=closed.fragments, packets=closed.packets,
+            retention_class=self.segment_class)
         try:
             link_segment(segment, self.data_dir, self._last_chain)
             self._last_chain = segment.chain

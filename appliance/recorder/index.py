@@ -112,6 +112,7 @@ CREATE TABLE IF NOT EXISTS events (   -- written by the recorder's event subscri
     detail TEXT NOT NULL DEFAULT ''    -- source, state, what the camera said
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (camera, start_us);
+CREATE INDEX IF NOT EXISTS events_open ON events (camera) WHERE end_us IS NULL;
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY,
     time_us INTEGER NOT NULL,
@@ -249,6 +250,9 @@ class RecordingIndex:
             self._db.execute("ALTER TABLE segments ADD COLUMN retention_class TEXT NOT NULL "
                              "DEFAULT 'continuous' CHECK (retention_class IN "
                              "('continuous', 'event', 'rolling'))")
+        # events-only recording's classifier asks for a camera's rolling segments each pass
+        self._db.execute("CREATE INDEX IF NOT EXISTS segments_rolling ON segments "
+                         "(camera, start_us) WHERE retention_class = 'rolling'")
 
     def _check_integrity(self) -> None:
         result = self._db.execute("PRAGMA quick_check").fetchone()[0]
@@ -390,6 +394,14 @@ class RecordingIndex:
                                    "VALUES (?, ?, NULL, ?, ?)", (camera, start_us, cause, detail))
         return cur.lastrowid
 
+    def add_gap(self, camera: str, start_us: int, end_us: int, cause: str,
+                detail: str = "") -> int:
+        """A gap already over (a span retention removed): one write, never left open."""
+        cur = self._write("INSERT INTO gaps (camera, start_us, end_us, cause, detail) "
+                          "VALUES (?, ?, MAX(?, ?), ?, ?)",
+                          (camera, start_us, end_us, start_us, cause, detail))
+        return cur.lastrowid
+
     def close_gap(self, gap_id: int, end_us: int) -> None:
         self._write("UPDATE gaps SET end_us = MAX(?, start_us) WHERE id = ?", (end_us, gap_id))
 
@@ -424,9 +436,12 @@ class RecordingIndex:
                           "VALUES (?, ?, ?, NULL, ?, ?)", (camera, kind, start_us, topic, detail))
         return cur.lastrowid
 
-    def close_event(self, event_id: int, end_us: int) -> None:
-        self._write("UPDATE events SET end_us = MAX(?, start_us) WHERE id = ? AND end_us IS NULL",
-                    (end_us, event_id))
+    def close_event(self, event_id: int, end_us: int, note: str = "") -> None:
+        """End an event (once); `note` says why when it was not the camera that ended it
+        (the subscription was lost, the recorder stopped)."""
+        self._write("UPDATE events SET end_us = MAX(?, start_us), detail = detail || "
+                    "CASE WHEN ? = '' THEN '' WHEN detail = '' THEN ? ELSE '; ' || ? END "
+                    "WHERE id = ? AND end_us IS NULL", (end_us, note, note, note, event_id))
 
     def add_event(self, event: Event) -> int:
         """A finished (or instantaneous) event in one write."""

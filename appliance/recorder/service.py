@@ -11,6 +11,13 @@ Watchdog rule (DESIGN.md, security.md §4.4): `WATCHDOG=1` is sent only while ev
 enabled camera's thread shows progress, i.e. it received a packet, finished a connection
 attempt or is inside a bounded wait within `settings.progress_deadline`. A thread stuck in
 a read or a disk write stops the pings and systemd restarts the whole recorder.
+
+Recording modes (recording.json, recording_settings.py; docs/design/recording-modes.md):
+a camera whose mode is "off" now (by its schedule) has no thread; its worker is stopped
+cleanly with an `outside_schedule` gap and started again at the schedule's next change
+(the tick compares the wall clock with that instant: no polling of the schedule). In
+"events" mode the camera records as usual but its segments are indexed as 'rolling';
+the retention thread promotes event footage and trims the rest (classes.py).
 """
 
 from __future__ import annotations
@@ -19,16 +26,20 @@ import logging
 import sqlite3
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from appliance.config.recorder import CameraConfig, RecorderSettings
 from appliance.config.storage import StorageSettings
 from appliance.core.clock import Clock, RealClock
+from appliance.core.errors import DataLoss
 from appliance.core.sdnotify import SystemdNotifier
 from appliance.recorder.camera import CameraRecorder, Emit
 from appliance.recorder.index import GapCause, RecordingIndex
 from appliance.recorder.reconcile import ReconcileReport, reconcile
+from appliance.recorder.recording_settings import RecordingSettings, RecordingSettingsFile
+from appliance.storage.retention.classes import classify_camera
 from appliance.storage.gate import WriteGate
 from appliance.storage.retention.policy import RetentionPolicy
 from appliance.storage.retention.overrides import OverridesFile
@@ -60,7 +71,9 @@ class Recorder:
                  emit: Emit | None = None, storage: StorageSettings | None = None,
                  channel_limit: Callable[[], int] | None = None,
                  camera_source: Callable[[], list[CameraConfig]] | None = None,
-                 retention_overrides: Path | None = None) -> None:
+                 retention_overrides: Path | None = None,
+                 recording_settings: Path | None = None,
+                 events_factory: Callable[[RecordingIndex], Any] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.cameras = [cam for cam in cameras if cam.enabled]
         self.settings = settings
@@ -86,6 +99,17 @@ class Recorder:
         self._last_status = 0.0
         self._last_ping = 0.0
         self._status_failing = False
+        self.recording = RecordingSettings()  # the owner's modes (recording.json)
+        self._recording_file = (RecordingSettingsFile(recording_settings)
+                                if recording_settings else None)
+        self._recording_refused = False
+        self._modes: dict[str, tuple[str, float]] = {}  # camera -> (mode, valid until wall s)
+        self.off: dict[str, float] = {}  # cameras held off by their schedule -> resume at
+        self._trimmed: set[str] = set()  # cameras the classifier has seen since start
+        # the cameras' own events (ONVIF subscriptions, appliance/events): built once the
+        # index exists, refreshed with the camera list, closed before the index
+        self.events_factory = events_factory
+        self.events = None
 
     def start(self) -> None:
         self.notifier.ready()
@@ -105,14 +129,22 @@ class Recorder:
         clean = self.index.get_meta("clean_shutdown") != "0"
         self.index.set_meta("clean_shutdown", "0")
         self._clean_start = clean
+        self._reload_recording()
         self.apply_licence()
-        policy = RetentionPolicy(self.storage, {cam.name: cam.retention for cam in self.cameras})
+        policy = RetentionPolicy(self.storage, {cam.name: cam.retention for cam in self.cameras},
+                                 self._event_ages())
         self.retention = RetentionWorker(self.data_dir, self.index, policy, self.clock,
                                          self.stop_event, self.gate, self.segments_in_progress,
                                          self._volume_lost, overrides=(
                                              OverridesFile(self.retention_overrides)
-                                             if self.retention_overrides else None))
+                                             if self.retention_overrides else None),
+                                         classify=self._classify)
         self.retention.start()
+        if self.events_factory is not None:
+            try:
+                self.events = self.events_factory(self.index)
+            except Exception as exc:  # events are extra: recording goes on without them
+                log.error("camera events unavailable: %s", exc)
         log.info("recorder started: %d camera(s), data in %s", len(self.workers), self.data_dir)
 
     # --- the camera list: cameras added, removed or changed while running ---------------------
@@ -174,12 +206,110 @@ class Recorder:
                 log.error("licence allows %d cameras; not recording: %s", limit,
                           ", ".join(refused))
 
-    def _start_worker(self, cam: CameraConfig) -> None:
+    def _start_worker(self, cam: CameraConfig, clean: bool | None = None) -> None:
+        mode = self._mode(cam.name, self.clock.wall())
+        if mode == "off":
+            self._hold_off(cam.name, self._clean_start if clean is None else clean)
+            return
         worker = CameraRecorder(cam, self.settings, self.data_dir, self.index, self.clock,
                                 threading.Event(), self.emit,
-                                self._initial_gap(cam.name, self._clean_start), self.gate)
+                                self._initial_gap(cam.name, self._clean_start if clean is None
+                                                  else clean), self.gate)
+        worker.segment_class = "rolling" if mode == "events" else "continuous"
         self.workers[cam.name] = worker
         worker.start()
+
+    # --- recording modes (schedule) ---------------------------------------------------------
+    def _reload_recording(self) -> None:
+        """Take the owner's recording modes when recording.json changed. A damaged file
+        keeps the modes in force and raises one alert."""
+        if self._recording_file is None:
+            return
+        try:
+            changed = self._recording_file.changed()
+        except DataLoss as exc:
+            if not self._recording_refused and self.index is not None:
+                self.index.add_alert(int(self.clock.wall() * 1e6), "warning", "recording",
+                                     f"recording modes not applied: {exc}")
+            self._recording_refused = True
+            return
+        if changed is None:
+            return
+        self._recording_refused = False
+        self.recording = changed
+        self._modes.clear()
+        if self.retention is not None:
+            self.retention.set_event_ages(self._event_ages())
+        log.info("recording modes: %s", changed.to_json()["cameras"])
+
+    def _event_ages(self) -> dict[str, float]:
+        return {name: cam.event_max_age_days for name, cam in self.recording.cameras.items()
+                if cam.event_max_age_days}
+
+    def _mode(self, camera: str, now: float) -> str:
+        """The camera's mode now, from a cache valid until the schedule's next change."""
+        cached = self._modes.get(camera)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        rec = self.recording.camera(camera)
+        instant = datetime.fromtimestamp(now, timezone.utc)
+        mode = rec.mode_at(instant)
+        change = rec.next_change(instant)
+        self._modes[camera] = (mode, change.timestamp() if change else now + 86_400)
+        return mode
+
+    def _hold_off(self, camera: str, clean: bool) -> None:
+        """The camera is outside its schedule with no thread: say so in its gap."""
+        now = self.clock.wall()
+        self._mode(camera, now)
+        self.off[camera] = self._modes[camera][1]
+        current = self._initial_gap(camera, clean)
+        if current is None or current[1] != GapCause.OUTSIDE_SCHEDULE:
+            self.index.open_gap(camera, int(now * 1e6), GapCause.OUTSIDE_SCHEDULE,
+                                "not recorded: outside schedule",
+                                replacing=current[0] if current else None)
+        log.info("camera=%s outside its recording schedule", camera)
+
+    def apply_modes(self) -> None:
+        """Stop the cameras whose schedule says "off" now, start those whose schedule
+        resumed, and tell running ones which retention class their segments get."""
+        self._reload_recording()
+        now = self.clock.wall()
+        current = {cam.name for cam in self.cameras} - set(self.unlicensed)
+        for name in [n for n in self.off if n not in current]:
+            del self.off[name]
+        for cam in self.cameras:
+            if cam.name not in current:
+                continue
+            mode = self._mode(cam.name, now)
+            worker = self.workers.get(cam.name)
+            if mode == "off" and worker is not None:
+                log.info("camera=%s recording schedule says off; stopping", cam.name)
+                worker.stop_with(GapCause.OUTSIDE_SCHEDULE, "not recorded: outside schedule",
+                                 "outside_schedule")
+                worker.join(self.settings.read_timeout + 5)
+                del self.workers[cam.name]
+                self.off[cam.name] = self._modes[cam.name][1]
+            elif mode != "off" and worker is None and cam.name in self.off:
+                del self.off[cam.name]
+                log.info("camera=%s recording schedule resumes (%s)", cam.name, mode)
+                self._start_worker(cam, clean=True)
+            elif worker is not None:
+                worker.segment_class = "rolling" if mode == "events" else "continuous"
+
+    def _classify(self, now_us: int) -> None:
+        """Called by the retention thread: promote event footage, trim rolling buffers
+        (not for cameras that record continuously all the time: as before modes). Rolling
+        segments are looked for where the schedule has "events", and once per camera
+        after start (left over from a mode since changed)."""
+        for cam in list(self.cameras):
+            rec = self.recording.camera(cam.name)
+            first = cam.name not in self._trimmed
+            if rec.mode != "continuous" or first:
+                self._trimmed.add(cam.name)
+                classify_camera(self.data_dir, self.index, cam.name, rec.pre_event_s,
+                                rec.post_event_s, self.settings.segment_seconds, now_us,
+                                trim=first or "events" in rec.schedule.modes())
 
     def segments_in_progress(self) -> set[str]:
         return {w.stats.current_segment for w in self.workers.values() if w.stats.current_segment}
@@ -228,12 +358,23 @@ class Recorder:
         if now - self._last_licence_check >= LICENCE_EVERY and not self.stop_event.is_set():
             self.refresh_cameras()
             self.apply_licence()
+            self._refresh_events()
+        if not self.stop_event.is_set():
+            self.apply_modes()
         views = self.views(now)
         if now - self._last_status >= STATUS_EVERY:
             self._last_status = now
             self._store_status(views)
         self._ping_watchdog(now)
         return views
+
+    def _refresh_events(self) -> None:
+        if self.events is None:
+            return
+        try:
+            self.events.refresh()
+        except Exception as exc:  # a damaged camera list: the subscribers stay as they are
+            log.error("camera events: %s", exc)
 
     def _ping_watchdog(self, now: float, waiting: bool = False) -> None:
         interval = self.notifier.watchdog_interval
@@ -283,6 +424,11 @@ class Recorder:
         for name in self.unlicensed:
             views.append(CameraView(name, "not_licensed", "beyond the licensed channel count",
                                     0.0, 0, {}))
+        for name, until in self.off.items():
+            resume = datetime.fromtimestamp(until, timezone.utc).isoformat(timespec="seconds")
+            views.append(CameraView(name, "outside_schedule",
+                                    f"not recorded: outside schedule; resumes {resume}",
+                                    0.0, 0, {}))
         return views
 
     # --- shutdown -------------------------------------------------------------------------
@@ -290,6 +436,9 @@ class Recorder:
         """Stop every camera (closing its segment) and mark the shutdown clean."""
         self.notifier.stopping()
         self._stop_all()
+        if self.events is not None:  # unsubscribes (bounded), before the index closes
+            self.events.close()
+            self.events = None
         deadline = self.clock.monotonic() + (timeout if timeout is not None else
                                              self.settings.read_timeout + 5)
         all_done = True

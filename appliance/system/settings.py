@@ -177,8 +177,14 @@ class NetworkSettings:
         mode = values.get("mode", "dhcp")
         if mode not in MODES:
             raise InvalidConfig(f"network.mode: {_shown(str(mode))} is not one of dhcp, static")
-        if mode == "dhcp":
-            return cls()  # DHCP: nothing else applies (an old static address is dropped)
+        if mode == "dhcp":  # nothing else applies (an old static address is dropped)
+            given = [k for k in ("address", "gateway", "dns") if values.get(k) not in
+                     (None, "", [], ())]
+            if given:
+                raise InvalidConfig(f"network: with DHCP the router gives the "
+                                    f"{', '.join(given)}; leave {'them' if len(given) > 1 else 'it'}"
+                                    " out or choose a fixed address")
+            return cls()
         interface = _static_interface(values.get("address", ""))
         subnet = interface.network
         gateway = _gateway(values.get("gateway", ""), interface)
@@ -313,8 +319,8 @@ class SystemSettings:
             part = changes["network"]
             _check_keys(part, NetworkSettings.KEYS, "network")
             merged = {**self.network.to_json(), **part}
-            if part.get("mode") == "dhcp":
-                merged = {"mode": "dhcp"}
+            if part.get("mode") == "dhcp":  # the old static values go; new ones are refused
+                merged = dict(part)
             result = replace(result, network=NetworkSettings.build(
                 merged, client, confirm_other_subnet))
         return result

@@ -100,7 +100,7 @@ def list_alerts():
     if state not in ("", "active", "cleared"):
         raise InvalidConfig("`state` must be active or cleared")
     text = request.args.get("limit", str(LIMIT_DEFAULT))
-    if not text.isdigit() or not 1 <= int(text) <= LIMIT_MAX:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= LIMIT_MAX:
         raise InvalidConfig(f"`limit` must be a whole number from 1 to {LIMIT_MAX}")
     items = [a for a in merged_alerts()
              if RANK.get(a["severity"], 0) >= RANK[severity] and (not state or

@@ -24,6 +24,7 @@ API_BLUEPRINTS = (
     ("appliance.web.live_api", "live"),
     ("appliance.web.licence_api", "licence"),
     ("appliance.web.playback_api", "playback"),
+    ("appliance.web.export_api", "exports"),
     ("appliance.web.wizard_api", "wizard"),
     ("appliance.web.certificate_api", "certificate"),
     ("appliance.web.cameras_api", "cameras"),
@@ -31,6 +32,7 @@ API_BLUEPRINTS = (
     ("appliance.web.storage_api", "storage"),
     ("appliance.web.alerts_api", "alerts"),
     ("appliance.web.system_api", "system"),
+    ("appliance.web.recording_api", "recording"),
 )
 
 

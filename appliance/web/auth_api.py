@@ -42,9 +42,9 @@ def login():
 
 
 def login_response(username: str, password: str, status: int):
-    if g.get("session") is not None:  # a new session id at every login (no fixation)
-        accounts().logout(g.session)
     token, session = accounts().login(username, password, client_address())
+    if g.get("session") is not None:  # a new session id at every login (no fixation);
+        accounts().logout(g.session)  # a refused login leaves the current one alone
     resp = jsonify(user=session.user.username, role=session.user.role, csrf=session.csrf)
     set_session_cookie(resp, token)
     return resp, status
@@ -69,6 +69,8 @@ def me():
 @auth.post("/password")
 def change_password():
     data = body("old", "new")
+    # throttled like a login: a stolen session cannot guess the old password
+    accounts().confirm_password(g.session.user.username, data["old"], client_address())
     accounts().change_password(g.session.user.username, data["old"], data["new"])
     accounts().audit(g.session.user.username, "password_changed", "", client_address())
     resp = jsonify(ok=True, note="every session of this user ended; log in again")
@@ -87,10 +89,8 @@ def list_users():
 @require_role("admin")
 def add_user():
     data = body("username", "password", "role")
-    cameras = data.get("cameras", [])
-    if not isinstance(cameras, list) or not all(isinstance(c, str) for c in cameras):
-        raise InvalidConfig("`cameras` must be a list of camera names")
-    user = accounts().add_user(data["username"], data["password"], data["role"], tuple(cameras))
+    cameras = _camera_grants(data.get("cameras", []))   # the same check as PATCH
+    user = accounts().add_user(data["username"], data["password"], data["role"], cameras)
     accounts().audit(g.session.user.username, "user_added", f"{user.username} ({user.role})",
                      client_address())
     return jsonify(username=user.username, role=user.role, cameras=list(user.cameras)), 201

@@ -385,6 +385,11 @@ def discover():
     if not isinstance(addresses, list) or len(addresses) > MAX_UNICAST or not all(
             isinstance(a, str) and 0 < len(a) <= 64 for a in addresses):
         raise InvalidConfig(f"addresses: a list of at most {MAX_UNICAST} IP addresses")
+    from appliance.cameras.onvif.policy import literal_ip
+
+    names = [a for a in addresses if literal_ip(a) is None]  # no name lookups from here
+    if names:
+        raise InvalidConfig(f"addresses: {str(names[0])[:64]!r} is not an IP address")
     port = data.get("port", 3702)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise InvalidConfig("port: 1-65535")

@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--listen", default=None, metavar="127.0.0.1:PORT",
                        help="development: serve plain HTTP on this loopback address instead "
                        "of HTTPS")
+    serve.add_argument("--device-key", default="/persist/keys/device.pem",
+                       help="the device key that signs export manifests (made at the first "
+                       "export)")
     serve.add_argument("--tls-dir", default=DEFAULT_TLS_DIR,
                        help="the web server's certificate and key (made at the first start)")
     serve.add_argument("--hostname", default=None,
@@ -126,7 +129,7 @@ def web_paths(args: argparse.Namespace):
     return WebPaths(registry=Path(args.registry), secrets=Path(args.secrets),
                     hwd_state=Path(args.hwd_state), hwd_socket=Path(args.hwd_socket),
                     config=Path(args.config), volumes=Path(args.volumes),
-                    tls_dir=Path(args.tls_dir))
+                    tls_dir=Path(args.tls_dir), device_key=Path(args.device_key))
 
 
 def app_factory(args: argparse.Namespace, identity, names):

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from typing import Callable, Iterator
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from appliance.config.recorder import CAMERA_NAME
 from appliance.core.errors import InvalidConfig, Unavailable
@@ -92,7 +92,10 @@ def live_status():
     """Cameras with a live connection now: viewers, counters, delivery latency."""
     if current_app.config.get(URL_FOR_CAMERA) is None:
         return jsonify(configured=False, cameras={})
-    return jsonify(configured=True, cameras=live_hub(current_app).stats())
+    user = g.session.user  # a viewer sees only the cameras granted to them
+    stats = {name: value for name, value in live_hub(current_app).stats().items()
+             if user.can_view(name)}
+    return jsonify(configured=True, cameras=stats)
 
 
 def _session_check(camera: str) -> Callable[[], bool]:

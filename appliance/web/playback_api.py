@@ -23,6 +23,9 @@ from appliance.recorder.index import RecordingIndex
 from appliance.web.security import check_camera
 
 playback = Blueprint("playback", __name__)
+MICROSECONDS = re.compile(r"^-?[0-9]{1,20}\Z")
+MAX_TIME_US = 253_402_300_800 * 1_000_000   # the year 10000: no later time is meant
+MAX_ROW_ID = 2 ** 63 - 1                     # SQLite's largest integer
 _fragments = FragmentCache()
 
 
@@ -46,12 +49,15 @@ def _time_arg(name: str, default_us: int | None = None) -> int:
         if default_us is None:
             raise InvalidConfig(f"the query needs `{name}`")
         return default_us
-    if text.lstrip("-").isdigit():
+    if MICROSECONDS.match(text):   # ASCII digits only: int() refuses "²", "--5"
+        if abs(int(text)) > MAX_TIME_US:
+            raise InvalidConfig(f"`{name}`: {text} is outside the years 1 to 9999")
         return int(text)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise InvalidConfig(f"`{name}`: {text!r} is neither microseconds nor ISO 8601") from None
+        raise InvalidConfig(f"`{name}`: {text[:40]!r} is neither microseconds nor ISO "
+                            "8601") from None
     if moment.tzinfo is None:
         raise InvalidConfig(f"`{name}`: give a UTC offset (e.g. 2026-11-23T14:00:00+01:00)")
     return int(moment.timestamp() * 1_000_000)
@@ -94,6 +100,8 @@ def camera_snapshot(name: str):
 
 @playback.get("/recordings/<int:seg_id>.mp4")
 def recording(seg_id: int):
+    if seg_id > MAX_ROW_ID:
+        return jsonify(error="no such recording"), 404
     rows = _index().query("SELECT path, status, camera, bytes, start_us FROM segments "
                           "WHERE id = ?", (seg_id,))
     if not rows or rows[0]["status"] == "missing":

@@ -27,6 +27,7 @@ class WebPaths:
     config: Path | None = None        # the appliance TOML ([recorder] [storage] [cameras] [poe])
     volumes: Path | None = None       # data-volumes.json (initialised data disks)
     tls_dir: Path | None = None       # the web server's certificate and key
+    device_key: Path | None = None    # the device key that signs export manifests
 
 
 def paths() -> WebPaths:

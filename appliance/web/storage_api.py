@@ -129,7 +129,7 @@ def overview():
 def deletions():
     """The retention audit: newest first. ?limit= (1-5000, default 200), ?camera=."""
     text = request.args.get("limit", str(DELETIONS_DEFAULT))
-    if not text.isdigit() or not 1 <= int(text) <= DELETIONS_MAX:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= DELETIONS_MAX:
         raise InvalidConfig(f"`limit` must be a whole number from 1 to {DELETIONS_MAX}")
     camera = request.args.get("camera") or None
     if camera is not None and not CAMERA_NAME.match(camera):

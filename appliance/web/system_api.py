@@ -95,7 +95,11 @@ def put_time():
     "2026-11-23T14:05" (the box's local time, or ISO 8601 with an offset)."""
     data = _body(("timezone", "ntp", "ntp_servers", "set_time"))
     changes = {k: v for k, v in data.items() if k != "set_time"}
-    set_time = data.get("set_time") or None
+    set_time = data.get("set_time")
+    if set_time is not None and (not isinstance(set_time, str) or not set_time.strip()):
+        raise InvalidConfig("set_time: the time as text, e.g. \"2026-11-23T14:05\" (leave "
+                            "it out to keep the clock as it is)")
+    set_time = set_time or None
     answer = _change({"time": changes}, set_time=set_time)
     detail = _time_detail(answer["previous"]["time"], answer["settings"]["time"])
     if detail != "unchanged" or not set_time:

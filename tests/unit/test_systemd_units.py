@@ -83,11 +83,12 @@ def test_web_unit_serves_https_unprivileged_and_its_command_line_parses():
     assert service["ProtectSystem"] == "strict"
     writable = {p.lstrip("-") for p in service["ReadWritePaths"].split()}
     assert writable == {"/persist/config", "/persist/licence", "/persist/secrets/cameras",
-                        "/persist/tls"}
+                        "/persist/tls", "/persist/keys", "/srv/vigil/data"}
     argv = shlex.split(service["ExecStart"])
     assert argv[0].endswith("/nvr")
     args = build_parser().parse_args(argv[1:])
     assert args.command == "serve" and args.listen is None  # HTTPS, not the development mode
     assert args.https_listen.endswith(":443") and args.http_listen.endswith(":80")
     assert args.tls_dir in writable and str(Path(args.accounts).parent) in writable
+    assert str(Path(args.device_key).parent) in writable and args.data in writable  # exports
     assert args.hwd_socket == "/run/vigil/hwd.sock" and args.data.startswith("/srv/vigil")

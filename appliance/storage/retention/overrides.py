@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from appliance.config.model import as_finite
 from appliance.config.model import check_field, load_section
 from appliance.config.recorder import CAMERA_NAME
 from appliance.config.storage import CameraRetention, StorageSettings
@@ -65,8 +65,7 @@ def _camera_retention(name: str, values: Any, base: CameraRetention | None) -> C
                             f"{', '.join(CAMERA_KEYS)}")
     merged = dataclasses.asdict(base or CameraRetention())
     for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                not math.isfinite(value):
+        if as_finite(value) is None:
             raise InvalidConfig(f"camera {name} {key}: expected a number from 0 to 1000000, "
                                 f"got {str(value)[:40]!r}")
         merged[key] = float(value)
@@ -94,7 +93,8 @@ def check_changes(current: RetentionOverrides, storage: Any = None, cameras: Any
             if key not in EDITABLE:
                 raise InvalidConfig(f"storage: unknown setting {str(key)[:40]!r}; known: "
                                     f"{', '.join(EDITABLE)}")
-            if isinstance(value, float) and not math.isfinite(value):
+            if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and as_finite(value) is None:
                 raise InvalidConfig(f"storage.{key}: not a finite number")
             new_storage[key] = check_field(fields[key], value, "storage")
     new_cameras = dict(current.cameras)

@@ -3,10 +3,13 @@
 Rules, the first limit reached applies (per segment the first rule that selects it is the
 one audited):
 * `max_age`: a camera's segments that ended more than its max age ago;
+* `event_max_age`: when the camera has its own event_max_age_days (recording.json), its
+  'event' segments follow that age instead of max_age (kept longer, or shorter);
 * `max_bytes`: a camera's oldest segments until it holds at most its size limit;
 * `low_water`: when the disk's real free space (statvfs, not the index's sum) is below
   the low-water mark, the oldest segments of all cameras until free space is back above
-  the mark plus the headroom (only with full_disk_action = "overwrite").
+  the mark plus the headroom (only with full_disk_action = "overwrite"). Non-event
+  footage goes first: event segments are taken only when no other eligible one is left.
 
 Never selected: footage that overlaps a protected range, and each camera's newest
 `keep_newest_minutes` of recorded time (measured from the camera's last recorded
@@ -33,6 +36,7 @@ US_PER_MINUTE = 60 * 1_000_000
 
 class Rule:
     MAX_AGE = "max_age"
+    EVENT_MAX_AGE = "event_max_age"
     MAX_BYTES = "max_bytes"
     LOW_WATER = "low_water"
     ORPHAN_UNREADABLE = "orphan_unreadable"
@@ -82,9 +86,16 @@ class RetentionPlan:
 
 
 class RetentionPolicy:
-    def __init__(self, settings: StorageSettings, cameras: dict[str, CameraRetention]) -> None:
+    def __init__(self, settings: StorageSettings, cameras: dict[str, CameraRetention],
+                 event_ages: dict[str, float] | None = None) -> None:
         self.settings = settings
         self.cameras = cameras
+        self.event_ages = event_ages or {}  # camera -> event_max_age_days (recording.json)
+
+    def event_max_age_us(self, camera: str) -> int | None:
+        """The age limit of the camera's event footage, or None: like its other footage."""
+        days = self.event_ages.get(camera) or 0
+        return int(days * US_PER_DAY) if days else None
 
     def max_age_us(self, camera: str) -> int | None:
         own = self.cameras.get(camera, CameraRetention()).max_age_days
@@ -109,11 +120,19 @@ class RetentionPolicy:
 
         for camera in usage:
             max_age = self.max_age_us(camera)
+            event_age = self.event_max_age_us(camera)
             if max_age is not None:
                 days = max_age / US_PER_DAY
                 for seg in index.segments_ending_before(camera, now_us - max_age):
-                    if keep.allows(seg):
+                    if keep.allows(seg) and (event_age is None or
+                                             seg.retention_class != "event"):
                         take(seg, Rule.MAX_AGE, f"older than {days:g} days")
+            if event_age is not None:
+                days = event_age / US_PER_DAY
+                for seg in index.segments_ending_before(camera, now_us - event_age):
+                    if seg.retention_class == "event" and seg.path not in chosen and \
+                            keep.allows(seg):
+                        take(seg, Rule.EVENT_MAX_AGE, f"event footage older than {days:g} days")
         for camera, use in usage.items():
             limit = self.max_bytes(camera)
             held = (use["bytes"] or 0) - sum(p.segment.bytes for p in plan.items
@@ -142,13 +161,15 @@ class RetentionPolicy:
                                       self.settings.free_headroom_percent) / 100
         need = target - space.free_bytes - plan.bytes
         detail = f"free space {space.free_percent:.1f} % below the {self.settings.min_free_percent:g} % mark"
-        for seg in _oldest(index, None):
-            if need <= 0:
-                break
-            if seg.path in chosen or seg.status == "missing" or not keep.allows(seg):
-                continue
-            take(seg, Rule.LOW_WATER, detail)
-            need -= seg.bytes
+        for events in (False, True):  # other footage first, event footage last
+            for seg in _oldest(index, None):
+                if need <= 0:
+                    break
+                if (seg.retention_class == "event") != events or seg.path in chosen or \
+                        seg.status == "missing" or not keep.allows(seg):
+                    continue
+                take(seg, Rule.LOW_WATER, detail)
+                need -= seg.bytes
         plan.short_of_space = max(0, int(need))
 
 

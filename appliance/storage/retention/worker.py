@@ -5,7 +5,8 @@ It runs in the recorder because the recorder is the one writer of the segments t
 mark" must reach the camera threads (docs/adr/0003-retention-in-the-recorder.md).
 
 Every `check_every` seconds: is the data volume still there (if not, the recorder is
-told at once)? Has the owner changed retention (retention.json, see overrides.py)? Every `retention_interval`: plan a pass, apply the guard, delete, and set
+told at once)? Has the owner changed retention (retention.json, see overrides.py)? The retention
+classes (classes.py: event footage promoted, the events-only rolling buffer trimmed). Every `retention_interval`: plan a pass, apply the guard, delete, and set
 or clear the write gate. Every `orphan_scan_minutes`: index or remove files that have no
 row, so they cannot fill the disk unseen. Alerts are raised once per condition and
 cleared (with an info alert) when the condition ends.
@@ -67,7 +68,8 @@ class RetentionWorker:
     def __init__(self, data_dir: Path, index: RecordingIndex, policy: RetentionPolicy,
                  clock: Clock, stop: threading.Event, gate: WriteGate,
                  writing: Callable[[], set[str]], on_volume_lost: Callable[[str], None],
-                 check_every: float = 2.0, overrides: OverridesFile | None = None) -> None:
+                 check_every: float = 2.0, overrides: OverridesFile | None = None,
+                 classify: Callable[[int], None] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.index = index
         self.policy = policy
@@ -82,6 +84,8 @@ class RetentionWorker:
         self.base = policy  # the settings the recorder started with (TOML, flags)
         self.overrides = overrides
         self.alerts = _AlertBook(index, clock)
+        self.classify = classify  # retention classes (classes.py), every check_every
+        self.event_ages: dict[str, float] = dict(policy.event_ages)
         self.passes = 0
         self.last_plan: RetentionPlan | None = None
         self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
@@ -104,6 +108,8 @@ class RetentionWorker:
                     return
                 if self.reload_overrides():
                     next_pass = min(next_pass, now)  # apply the owner's change now
+                if self.classify is not None:
+                    self.classify(int(self.clock.wall() * 1e6))
                 if now >= next_orphans:
                     next_orphans = now + self.settings.orphan_scan_minutes * 60
                     self.collect_orphans()
@@ -129,12 +135,18 @@ class RetentionWorker:
             return False
         # The volume switch is the recorder's, never the file's.
         settings = replace(settings, allow_boot_media=self.base.settings.allow_boot_media)
-        self.policy = RetentionPolicy(settings, effective_cameras(self.base.cameras, changes))
+        self.policy = RetentionPolicy(settings, effective_cameras(self.base.cameras, changes),
+                                      self.event_ages)
         self.settings = settings
         self.check_every = min(self._check_every, settings.retention_interval)
         self.alerts.clear("overrides", "retention settings applied again")
         log.info("retention settings changed: %s", changes.to_json())
         return True
+
+    def set_event_ages(self, event_ages: dict[str, float]) -> None:
+        """The cameras' event_max_age_days (recording.json); applies from the next pass."""
+        self.event_ages = dict(event_ages)
+        self.policy = RetentionPolicy(self.policy.settings, self.policy.cameras, self.event_ages)
 
     # --- one pass -----------------------------------------------------------------------
     def run_pass(self) -> RetentionPlan:

@@ -7,7 +7,7 @@
   const video = $("video");
   // What the page did, for people (status line) and for the browser tests.
   const state = window.vigilTimeline = {
-    loaded: false, camera: null, dayStart: 0, dayEnd: 0, spans: [], gaps: [],
+    loaded: false, camera: null, dayStart: 0, dayEnd: 0, spans: [], gaps: [], events: [],
     playing: null, player: null, error: null,
   };
   let hls = null;
@@ -47,24 +47,31 @@
       state.gaps = data.gaps.map((g) => ({ start: g.start_us / 1000,
                                            end: (g.end_us ?? Date.now() * 1000) / 1000,
                                            cause: g.cause, detail: g.detail || "" }));
+      state.events = (data.events || []).map((e) => ({
+        start: e.start_us / 1000, end: (e.end_us ?? Date.now() * 1000) / 1000,
+        kind: e.kind, topic: e.topic || "" }));
       draw();
       const hours = state.spans.reduce((sum, s) => sum + (s.end - s.start), 0) / 3.6e6;
       vigil.status(state.spans.length
         ? `${state.spans.length} recorded span(s), ${hours.toFixed(2)} h; ${state.gaps.length} gap(s)`
         : "Nothing recorded on this day.");
       state.loaded = true;
+      document.dispatchEvent(new CustomEvent("vigil:timeline"));  // export.js follows the view
     } catch (err) {
       state.error = vigil.explain(err);
       vigil.status(state.error, true);
     }
   }
 
+  const PLANNED = new Set(["outside_schedule", "no_event", "recorder_stopped"]);
+
   function draw() {
     const bar = $("bar");
     bar.replaceChildren();
     for (const gap of state.gaps) {
       const el = document.createElement("div");
-      el.className = "gap";
+      // not recorded on purpose (schedule off, events-only without an event): not a failure
+      el.className = PLANNED.has(gap.cause) ? "gap planned" : "gap";
       el.title = `${gap.cause}${gap.detail ? ": " + gap.detail : ""} ` +
                  `(${new Date(gap.start).toLocaleTimeString()}–${new Date(gap.end).toLocaleTimeString()})`;
       place(el, gap.start, gap.end);
@@ -75,6 +82,14 @@
       el.className = "span";
       el.title = `recorded ${new Date(span.start).toLocaleTimeString()}–${new Date(span.end).toLocaleTimeString()}`;
       place(el, span.start, span.end);
+      bar.append(el);
+    }
+    for (const event of state.events) {
+      const el = document.createElement("div");
+      el.className = `event ${event.kind}`;
+      el.title = `${event.kind} ${new Date(event.start).toLocaleTimeString()}–` +
+                 `${new Date(event.end).toLocaleTimeString()}${event.topic ? " (" + event.topic + ")" : ""}`;
+      place(el, event.start, Math.max(event.end, event.start + 1000));
       bar.append(el);
     }
     const hours = $("hours");

@@ -490,7 +490,8 @@ def test_discovery_suggests_and_marks_the_cameras_already_added(site):
     ({"addresses": ["1.2.3.4"] * 17}, "addresses"), ({"addresses": [1]}, "addresses"),
     ({"addresses": ["169.254.169.254"], "timeout": 0.5}, "link-local"),
     ({"addresses": ["127.0.0.1"], "timeout": 0.5, "port": 443}, "own services"),
-    ({"addresses": ["not a host!"], "timeout": 0.5}, "not a valid host name"),
+    ({"addresses": ["not a host!"], "timeout": 0.5}, "not an IP address"),
+    ({"addresses": ["door"], "timeout": 0.5}, "not an IP address"),  # no lookups
     ({"port": 0}, "port"), ({"interface": "eth0"}, "unknown field"),
 ])
 def test_discovery_bounds(shared, body, words):

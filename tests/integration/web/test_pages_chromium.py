@@ -96,6 +96,22 @@ def test_a_click_on_the_timeline_plays_recorded_video(site, browser, recorder, t
     browser.screenshot(tmp_path / "timeline.png")
 
 
+def test_camera_events_are_drawn_on_the_timeline(site, browser, recorder):
+    from appliance.recorder.index import Event
+
+    _, data = recorder
+    index = RecordingIndex(data)
+    first = index.segments("cam")[0]
+    index.add_event(Event("cam", "tamper", first.start_us, first.start_us + 2_000_000,
+                          "tns1:VideoSource/GlobalSceneChange/ImagingService"))
+    index.close()
+    day = datetime.fromtimestamp(first.start_us / 1e6, timezone.utc).date().isoformat()
+    browser.navigate(f"{site.base}/timeline?camera=cam&day={day}")
+    title = browser.wait_for("document.querySelector('#bar .event.tamper')?.title", 15,
+                             check=lambda t: bool(t))
+    assert title.startswith("tamper ") and "GlobalSceneChange" in title
+
+
 def test_the_live_page_shows_moving_frames_while_recording_goes_on(site, browser, recorder,
                                                                     tmp_path):
     rec, _ = recorder

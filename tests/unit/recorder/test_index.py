@@ -119,6 +119,9 @@ def test_events_open_close_and_overlap_queries(tmp_path):
     assert [(e.kind, e.end_us) for e in index.events("a", 0, 10_000)] == [
         ("motion", 3000), ("tamper", 6000)]
     assert index.open_events("a") == []
+    lost = index.open_event("b", "motion", 7000)
+    index.close_event(lost, 8000, note="subscription lost: connection refused")
+    assert index.events("b", 7000, 7001)[0].detail == "subscription lost: connection refused"
 
 
 def test_segments_carry_a_retention_class_and_older_indexes_gain_it(tmp_path):

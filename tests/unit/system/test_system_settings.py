@@ -117,8 +117,10 @@ def test_good_static_network_in_normal_form():
     assert static(address="10.0.0.5/255.255.255.0").address == "10.0.0.5/24"
     assert static(address="10.1.2.3/8", dns=["10.0.0.53"]).gateway == ""
     assert NetworkSettings.build({"mode": "dhcp"}) == NetworkSettings()
-    # DHCP drops what only a static setting has
-    assert NetworkSettings.build({"mode": "dhcp", "address": "192.168.1.20/24"}).address == ""
+    # DHCP: what only a static setting has is refused, not silently dropped
+    with pytest.raises(InvalidConfig, match="with DHCP the router gives the address"):
+        NetworkSettings.build({"mode": "dhcp", "address": "192.168.1.20/24"})
+    assert NetworkSettings.build({"mode": "dhcp", "address": "", "dns": []}) == NetworkSettings()
 
 
 @pytest.mark.parametrize("values,why", [

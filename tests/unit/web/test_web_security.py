@@ -211,3 +211,15 @@ def test_licence_install_through_the_api(tmp_path):
     assert client.get("/api/v1/licence").json["channels"] == 16  # the good one stays
     assert "licence_installed" in [e["what"] for e in accounts.audit_log()]
     accounts.close()
+
+
+def test_guessing_the_old_password_through_a_session_is_throttled_like_a_login(app):
+    client = app.test_client()
+    client.environ_base["HTTP_X_CSRF_TOKEN"] = setup_admin(client)
+    codes = [client.post("/api/v1/password", json={"old": f"wrong guess {i:03d}",
+                                                   "new": "another long password"}).status_code
+             for i in range(7)]
+    assert codes[:5] == [400] * 5 and codes[5:] == [429, 429]
+    # locked: even the right old password waits
+    assert client.post("/api/v1/password", json={"old": ADMIN["password"],
+                                                 "new": "another long password"}).status_code == 429

@@ -130,3 +130,4 @@ def test_the_checklist_shows_the_certificate_fingerprint_the_browser_will_show(t
         assert served.fingerprint_sha256 in items["HTTPS"]["detail"]
     finally:
         accounts.close()
+
