@@ -184,15 +184,9 @@ def dev_camera_events(paths: DevPaths, registry):
 
 def live_url_from(registry):
     """camera name -> the stream live view opens (sub stream when there is one)."""
-    from appliance.cameras.registry import with_credentials
+    from appliance.cameras.manage import live_stream_url
 
-    def url_for(name: str) -> str | None:
-        for cam in registry.cameras():
-            if cam.id == name and cam.enabled:
-                stream = cam.sub or cam.main
-                return with_credentials(stream.uri, registry.credentials.get(cam.id))
-        return None
-    return url_for
+    return lambda name: live_stream_url(registry, name)
 
 
 def dev_control_handlers(paths: DevPaths, poe_manager) -> dict:

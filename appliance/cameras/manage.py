@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from urllib.parse import urlsplit
 
 from appliance.cameras.credentials import Credentials, CredentialStore
-from appliance.cameras.registry import Camera, CameraRegistry, StreamInfo, from_onboarded
+from appliance.cameras.registry import (Camera, CameraRegistry, StreamInfo, from_onboarded,
+                                        with_credentials)
 from appliance.config.cameras import CameraSettings, build_camera_settings
 from appliance.config.recorder import CAMERA_NAME
 from appliance.core.errors import FailedPrecondition, InvalidConfig, VigilError
@@ -207,3 +208,13 @@ def set_label(registry: CameraRegistry, camera_id: str, label: str) -> Camera:
                 cams[i] = replace(cam, label=label)
                 return cams[i]
     raise InvalidConfig(f"no camera {camera_id!r}")
+
+
+def live_stream_url(registry: CameraRegistry, camera_id: str) -> str | None:
+    """The stream live view opens for a camera (its sub stream when it has one), with its
+    login; None for an unknown or disabled camera."""
+    for cam in registry.cameras():
+        if cam.id == camera_id and cam.enabled:
+            stream = cam.sub or cam.main
+            return with_credentials(stream.uri, registry.credentials.get(cam.id))
+    return None

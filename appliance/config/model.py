@@ -47,8 +47,8 @@ def check_field(field: dataclasses.Field, value: Any, section: str) -> Any:
     if kind in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InvalidConfig(f"{name}: expected a number, got {value!r}")
-        if as_finite(value) is None:   # 10**400 in JSON: beyond what a float holds
-            raise InvalidConfig(f"{name}: {str(value)[:40]} is out of range")
+        if isinstance(value, int) and as_finite(value) is None:  # 10**400 in JSON
+            raise InvalidConfig(f"{name}: {str(value)[:40]} is beyond any allowed value")
         if kind is int and value != int(value):
             raise InvalidConfig(f"{name}: expected a whole number, got {value!r}")
         value = kind(value)

@@ -12,21 +12,20 @@ docs/design/recording-modes.md has the reasoning.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
 from appliance.config.model import as_finite
+from appliance.config.owner_file import WatchedFile, checked, read_owner_file, write_owner_file
 from appliance.config.recorder import CAMERA_NAME
-from appliance.core.errors import DataLoss, InvalidConfig
-from appliance.core.files import atomic_write
+from appliance.core.errors import InvalidConfig
 from appliance.recorder.schedule import Schedule, constant, parse_schedule
 
 RECORDING_NAME = "recording.json"
 FORMAT = 1
+WHAT = "the recording settings"
 MAX_CAMERAS = 256
 KEYS = ("mode", "schedule", "pre_event_s", "post_event_s", "event_max_age_days")
 BOUNDS = {"pre_event_s": (0.0, 300.0), "post_event_s": (0.0, 3600.0),
@@ -134,24 +133,15 @@ def check_changes(current: RecordingSettings, cameras: Any) -> RecordingSettings
 
 def load_recording_settings(path: Path) -> RecordingSettings:
     """The saved settings; none when the file does not exist; DataLoss when damaged."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    data = read_owner_file(path, WHAT, FORMAT)
+    if data is None:
         return RecordingSettings()
-    except (OSError, ValueError) as exc:
-        raise DataLoss(f"{path}: the recording settings cannot be read ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise DataLoss(f"{path}: not a recording settings file of format {FORMAT}")
-    try:
-        return check_changes(RecordingSettings(), data.get("cameras", {}))
-    except InvalidConfig as exc:
-        raise DataLoss(f"{path}: the recording settings are damaged ({exc})") from None
+    return checked(path, WHAT, lambda: check_changes(RecordingSettings(),
+                                                     data.get("cameras", {})))
 
 
 def save_recording_settings(path: Path, settings: RecordingSettings) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(settings.to_json(), indent=1).encode(), mode=0o644)
+    write_owner_file(path, settings.to_json())
 
 
 def update_recording_settings(path: Path, cameras: Any) -> dict[str, Any]:
@@ -163,23 +153,8 @@ def update_recording_settings(path: Path, cameras: Any) -> dict[str, Any]:
     return updated.to_json()
 
 
-class RecordingSettingsFile:
-    """Re-reads the file when its size or modification time changes (one `stat`)."""
+class RecordingSettingsFile(WatchedFile[RecordingSettings]):
+    """recording.json, re-read when it changes (the defaults when it was removed)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._seen: tuple[int, int] | None = None
-
-    def changed(self) -> RecordingSettings | None:
-        """The file's contents if it changed since the last call (the defaults when it was
-        removed), else None. DataLoss when it cannot be read; tried again only after the
-        file changes once more."""
-        try:
-            st = os.stat(self.path)
-            signature = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            signature = (0, -1)
-        if signature == self._seen:
-            return None
-        self._seen = signature
-        return load_recording_settings(self.path)
+        super().__init__(path, load_recording_settings)

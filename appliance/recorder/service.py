@@ -65,6 +65,10 @@ class CameraView:
     stats: dict[str, Any]
 
 
+OFFLINE_ALERT_S = 60.0   # a camera not recording this long is an alert for the owner
+NOT_DOWN_STATES = frozenset({"outside_schedule", "not_licensed"})  # off on purpose
+
+
 class Recorder:
     def __init__(self, data_dir: Path, cameras: list[CameraConfig], settings: RecorderSettings,
                  clock: Clock | None = None, notifier: SystemdNotifier | None = None,
@@ -110,6 +114,8 @@ class Recorder:
         # index exists, refreshed with the camera list, closed before the index
         self.events_factory = events_factory
         self.events = None
+        self._down_since: dict[str, float] = {}   # camera -> monotonic s it stopped recording
+        self._down_alerted: set[str] = set()
 
     def start(self) -> None:
         self.notifier.ready()
@@ -362,11 +368,38 @@ class Recorder:
         if not self.stop_event.is_set():
             self.apply_modes()
         views = self.views(now)
+        self._camera_offline_alerts(views, now)
         if now - self._last_status >= STATUS_EVERY:
             self._last_status = now
             self._store_status(views)
         self._ping_watchdog(now)
         return views
+
+    def _camera_offline_alerts(self, views: list[CameraView], now: float) -> None:
+        """A camera that has not recorded for OFFLINE_ALERT_S (and is not meant to be off:
+        schedule, licence) raises one warning alert with the reason; recording again
+        clears it with an info alert from the same source (the alert list pairs them)."""
+        for view in views:
+            name = view.name
+            if view.state == "recording" or view.state in NOT_DOWN_STATES:
+                since = self._down_since.pop(name, None)
+                if name in self._down_alerted and view.state == "recording":
+                    self._down_alerted.discard(name)
+                    self._alert("info", f"camera:{name}", f"camera {name} is recording again "
+                                f"after {now - (since or now):.0f} s")
+                continue
+            since = self._down_since.setdefault(name, now)
+            if now - since >= OFFLINE_ALERT_S and name not in self._down_alerted:
+                self._down_alerted.add(name)
+                self._alert("warning", f"camera:{name}", f"camera {name} has not recorded for "
+                            f"{now - since:.0f} s: {view.state}" +
+                            (f" ({view.detail})" if view.detail else ""))
+
+    def _alert(self, severity: str, source: str, message: str) -> None:
+        try:
+            self.index.add_alert(int(self.clock.wall() * 1e6), severity, source, message)
+        except sqlite3.Error as exc:
+            log.error("alert not stored (%s): %s", exc, message)
 
     def _refresh_events(self) -> None:
         if self.events is None:

@@ -105,22 +105,15 @@ def device_identity(args: argparse.Namespace):
 
 def live_urls(args: argparse.Namespace):
     """camera name -> the RTSP URL live view opens: the sub stream when the camera has one."""
+    from appliance.cameras.manage import live_stream_url
     from appliance.cameras.manage_cli import open_registry
-    from appliance.cameras.registry import with_credentials
 
     # The settings file is optional for live view (its [cameras] section has defaults).
     registry_args = argparse.Namespace(**vars(args))
     if args.config and not Path(args.config).exists():
         registry_args.config = None
 
-    def url_for(name: str) -> str | None:
-        registry = open_registry(registry_args)
-        for cam in registry.cameras():
-            if cam.id == name and cam.enabled:
-                stream = cam.sub or cam.main
-                return with_credentials(stream.uri, registry.credentials.get(cam.id))
-        return None
-    return url_for
+    return lambda name: live_stream_url(open_registry(registry_args), name)
 
 
 def web_paths(args: argparse.Namespace):

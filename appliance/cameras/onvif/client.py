@@ -82,6 +82,10 @@ class OnvifClient:
                        timeouts=self.timeouts.within(remaining),
                        credentials=self.credentials if auth else None,
                        ssl_context=self.ssl_context)
+        return self._soap_answer(operation, resp)
+
+    def _soap_answer(self, operation: str, resp):
+        """The SOAP body of an answer, or the error it amounts to (auth, fault, HTTP)."""
         what = f"the {operation} answer of {self.device.host}"
         try:
             root = parse_xml(resp.body, what)

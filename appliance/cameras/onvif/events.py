@@ -31,7 +31,7 @@ from appliance.cameras.onvif.client import OnvifClient, OperationFault
 from appliance.cameras.onvif.policy import AddressPolicy, AddressRefused, strip_credentials
 from appliance.cameras.onvif.responses import expect
 from appliance.cameras.onvif.soap import (BadResponse, child, children, clean, envelope,
-                                          fault_of, local, parse_xml, text, xml_text)
+                                          local, text, xml_text)
 from appliance.cameras.onvif.transport import Timeouts, request
 from appliance.cameras.onvif.wsse import security_header
 from appliance.core.clock import Clock
@@ -242,28 +242,7 @@ class PullPointClient(OnvifClient):
                                                 f'action="{action}"'},
                        timeouts=timeouts, credentials=self.credentials,
                        ssl_context=self.ssl_context)
-        what = f"the {operation} answer of {self.device.host}"
-        try:
-            root = parse_xml(resp.body, what)
-        except BadResponse:
-            if resp.status in (401, 403):
-                raise self._auth_failed(operation, None) from None
-            if resp.status >= 300:
-                raise BadResponse(f"{operation}: {self.device.host} answered HTTP "
-                                  f"{resp.status} {resp.reason[:60]} without a SOAP fault"
-                                  ) from None
-            raise
-        fault = fault_of(root)
-        if fault is not None:
-            if fault.is_auth or resp.status in (401, 403):
-                raise self._auth_failed(operation, fault)
-            raise OperationFault(f"{operation}: the camera at {self.device.host} answered with "
-                                 f"a fault: {fault.describe()}", fault)
-        if resp.status in (401, 403):
-            raise self._auth_failed(operation, None)
-        if resp.status >= 300:
-            raise BadResponse(f"{operation}: {self.device.host} answered HTTP {resp.status}")
-        return root
+        return self._soap_answer(operation, resp)
 
     def event_properties(self) -> list[str]:
         """GetEventProperties (optional, for logs and the design of rules): the topic

@@ -17,21 +17,19 @@ docs/design/storage.md, "Changing retention while recording", has the reasoning.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from appliance.config.model import as_finite
-from appliance.config.model import check_field, load_section
+from appliance.config.model import as_finite, check_field, load_section
+from appliance.config.owner_file import WatchedFile, checked, read_owner_file, write_owner_file
 from appliance.config.recorder import CAMERA_NAME
 from appliance.config.storage import CameraRetention, StorageSettings
-from appliance.core.errors import DataLoss, InvalidConfig
-from appliance.core.files import atomic_write
+from appliance.core.errors import InvalidConfig
 
 RETENTION_NAME = "retention.json"
 FORMAT = 1
+WHAT = "the retention settings"
 MAX_CAMERAS = 256
 EDITABLE = tuple(f.name for f in dataclasses.fields(StorageSettings)
                  if f.name != "allow_boot_media")
@@ -112,25 +110,15 @@ def check_changes(current: RetentionOverrides, storage: Any = None, cameras: Any
 
 def load_overrides(path: Path) -> RetentionOverrides:
     """The saved changes; none when the file does not exist; DataLoss when damaged."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    data = read_owner_file(path, WHAT, FORMAT)
+    if data is None:
         return RetentionOverrides()
-    except (OSError, ValueError) as exc:
-        raise DataLoss(f"{path}: the retention settings cannot be read ({exc})") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise DataLoss(f"{path}: not a retention settings file of format {FORMAT}")
-    try:
-        return check_changes(RetentionOverrides(), data.get("storage", {}),
-                             data.get("cameras", {}))
-    except InvalidConfig as exc:
-        raise DataLoss(f"{path}: the retention settings are damaged ({exc})") from None
+    return checked(path, WHAT, lambda: check_changes(
+        RetentionOverrides(), data.get("storage", {}), data.get("cameras", {})))
 
 
 def save_overrides(path: Path, overrides: RetentionOverrides) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(overrides.to_json(), indent=1).encode(), mode=0o644)
+    write_owner_file(path, overrides.to_json())
 
 
 def effective_settings(base: StorageSettings, overrides: RetentionOverrides) -> StorageSettings:
@@ -145,26 +133,11 @@ def effective_cameras(base: Mapping[str, CameraRetention],
     return {**base, **overrides.cameras}
 
 
-class OverridesFile:
-    """Re-reads the file when its size or modification time changes (one `stat`)."""
+class OverridesFile(WatchedFile[RetentionOverrides]):
+    """retention.json, re-read when it changes (an empty set of changes when removed)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._seen: tuple[int, int] | None = None
-
-    def changed(self) -> RetentionOverrides | None:
-        """The file's contents if it changed since the last call (an empty set of changes
-        when it was removed), else None. DataLoss when it cannot be read; the next call
-        tries again only after it changes once more."""
-        try:
-            st = os.stat(self.path)
-            signature = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            signature = (0, -1)
-        if signature == self._seen:
-            return None
-        self._seen = signature
-        return load_overrides(self.path)
+        super().__init__(path, load_overrides)
 
 
 @dataclass(frozen=True)

@@ -39,24 +39,8 @@
     return "bad";
   }
 
-  /** Replace `actions` by a question with Yes/Cancel until answered (no dialogs: they
-   *  are easy to click through on a phone and block the page). */
-  function confirmIn(actions, question, yesText, onYes) {
-    const box = vigil.el("div", "", { class: "confirm", role: "group" });
-    const yes = vigil.el("button", yesText, { type: "button", class: "danger" });
-    const no = vigil.el("button", "Cancel", { type: "button" });
-    box.append(vigil.el("p", question), yes, no);
-    actions.hidden = true;
-    actions.after(box);
-    const close = () => { box.remove(); actions.hidden = false; page.busy -= 1; };
-    page.busy += 1;
-    no.addEventListener("click", close);
-    yes.addEventListener("click", async () => {
-      yes.disabled = no.disabled = true;
-      try { await onYes(); } finally { close(); }
-    });
-    yes.focus();
-  }
+  const confirmIn = (actions, question, yesText, onYes) =>
+    vigil.confirmIn(actions, question, yesText, onYes, page);
 
   function buildCard(cam) {
     const li = vigil.el("li", "", { class: "card", "data-camera": cam.id });

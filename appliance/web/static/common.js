@@ -55,6 +55,26 @@ const vigil = {
     return node;
   },
 
+  /** Replace `actions` by a question with Yes/Cancel until answered (no dialogs: they
+   *  are easy to click through on a phone and block the page). `page.busy` counts the
+   *  open questions (a page does not redraw under one). */
+  confirmIn(actions, question, yesText, onYes, page = { busy: 0 }) {
+    const box = vigil.el("div", "", { class: "confirm", role: "group" });
+    const yes = vigil.el("button", yesText, { type: "button", class: "danger" });
+    const no = vigil.el("button", "Cancel", { type: "button" });
+    box.append(vigil.el("p", question), yes, no);
+    actions.hidden = true;
+    actions.after(box);
+    const close = () => { box.remove(); actions.hidden = false; page.busy -= 1; };
+    page.busy += 1;
+    no.addEventListener("click", close);
+    yes.addEventListener("click", async () => {
+      yes.disabled = no.disabled = true;
+      try { await onYes(); } finally { close(); }
+    });
+    yes.focus();
+  },
+
   /** Why a request failed, in words for the owner. */
   explain(err) {
     if (err.status === 401) return "Log in first (the API says: login required).";

@@ -19,23 +19,8 @@
     vigil.status(text, isError);
   }
 
-  /** Replace `actions` by a question with Yes/Cancel until answered (no dialogs). */
-  function confirmIn(actions, question, yesText, onYes) {
-    const box = vigil.el("div", "", { class: "confirm", role: "group" });
-    const yes = vigil.el("button", yesText, { type: "button", class: "danger" });
-    const no = vigil.el("button", "Cancel", { type: "button" });
-    box.append(vigil.el("p", question), yes, no);
-    actions.hidden = true;
-    actions.after(box);
-    const close = () => { box.remove(); actions.hidden = false; page.busy -= 1; };
-    page.busy += 1;
-    no.addEventListener("click", close);
-    yes.addEventListener("click", async () => {
-      yes.disabled = no.disabled = true;
-      try { await onYes(); } finally { close(); }
-    });
-    yes.focus();
-  }
+  const confirmIn = (actions, question, yesText, onYes) =>
+    vigil.confirmIn(actions, question, yesText, onYes, page);
 
   function cameraText(port) {
     return port.camera ? `${port.camera.label} (${port.camera.id})` : null;

@@ -8,7 +8,7 @@
                    continuous_events: "Continuous, events marked", off: "Off" };
 
   function row(name, label, cam, modes) {
-    const tr = vigil.el("tr", "", { "data-camera": name });
+    const tr = vigil.el("li", "", { "data-mode-camera": name });
     const select = vigil.el("select", "", { "aria-label": `Recording mode of ${label}` });
     for (const mode of modes) select.append(vigil.el("option", LABELS[mode] || mode, { value: mode }));
     if (cam.schedule) select.append(vigil.el("option", "Weekly schedule", { value: "schedule" }));
@@ -31,12 +31,9 @@
         save.disabled = false;
       }
     });
-    const cells = [vigil.el("td", label), vigil.el("td"), vigil.el("td"), vigil.el("td"), vigil.el("td")];
-    cells[1].append(select);
-    cells[2].append(pre);
-    cells[3].append(post);
-    cells[4].append(save);
-    tr.append(...cells);
+    const labelled = (text, input) => { const l = vigil.el("label", text); l.append(input); return l; };
+    tr.append(vigil.el("strong", label), labelled("Mode ", select),
+              labelled("Before event (s) ", pre), labelled("After event (s) ", post), save);
     return tr;
   }
 

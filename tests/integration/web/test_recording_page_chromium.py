@@ -17,7 +17,7 @@ from tests.integration.web.manage_site import ManageSite
 pytestmark = pytest.mark.skipif(find_chromium() is None, reason="Debian's chromium is not "
                                 "installed (make setup installs it; see the Makefile DEBS)")
 
-ROW = "document.querySelector('#modes tr[data-camera=\"door\"]')"
+ROW = "document.querySelector('#modes li[data-mode-camera=\"door\"]')"
 
 
 @pytest.mark.timeout(120)
@@ -38,11 +38,15 @@ def test_an_admin_sets_a_camera_to_events_only_on_the_cameras_page(tmp_path):
         browser.evaluate(f"(() => {{ const r = {ROW}; r.querySelector('select').value = 'events';"
                          " const [pre, post] = r.querySelectorAll('input'); pre.value = '6';"
                          " post.value = '12'; })()")
-        browser.click(*browser.center_of('#modes tr[data-camera="door"] button'))
+        browser.click(*browser.center_of('#modes li[data-mode-camera="door"] button'))
         browser.wait_for("document.getElementById('status').textContent", 20,
                          check=lambda t: t and "saved" in t)
         saved = json.loads(recording_settings_path(site.config).read_text())["cameras"]["door"]
         assert (saved["mode"], saved["pre_event_s"], saved["post_event_s"]) == ("events", 6, 12)
+        assert browser.evaluate(  # nothing wider than the phone's screen
+            "(() => { const w = document.documentElement.clientWidth; return [...document"
+            ".querySelectorAll('main *')].every(e => e.getBoundingClientRect().right <= w + 1);"
+            " })()")
         browser.screenshot(tmp_path / "recording-modes.png")
     finally:
         browser.close()
