@@ -24,7 +24,16 @@ DEBS := python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 \
 	iproute2 libgl1 libglib2.0-0 libxcb1 \
 	chromium
 
-.PHONY: all setup system-packages run test soak bench clean distclean
+# The image (make image, image-verify): mmdebstrap builds Debian's arm64 root through
+# qemu-user; squashfs, FAT (dosfstools, mtools), ext4, sfdisk and bmaptool assemble it.
+# image/steps/00-prepare-build-machine.sh installs these too. The boot test (make
+# image-test) adds QEMU's arm64 system emulator and qemu-img; socat relays the test's
+# camera into the guest.
+IMAGE_DEBS := mmdebstrap qemu-user-static binfmt-support arch-test squashfs-tools \
+	dosfstools mtools fdisk e2fsprogs bmap-tools xz-utils
+IMAGE_TEST_DEBS := qemu-system-arm qemu-utils mtools socat
+
+.PHONY: all setup system-packages run test soak bench clean distclean image image-verify image-test
 
 all: test
 
@@ -42,8 +51,12 @@ setup: system-packages $(VENV)/.installed
 run: setup
 	$(VENV)/bin/nvr run --var $(VAR)
 
+# Workers for `make test` (pytest-xdist; `worksteal` balances the long integration tests).
+# PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 3
+
 test: setup
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n $(PYTEST_WORKERS) --dist worksteal
 
 soak: setup
 	$(PY) -m pytest tests -q -m soak -p no:cacheprovider
@@ -53,9 +66,21 @@ bench: setup
 	$(PY) bench/timeline_bench.py --out bench/timeline-results.json
 	$(PY) bench/playback_bench.py --out bench/playback-results.json
 
+image: setup
+	@scripts/ensure-system-packages $(IMAGE_DEBS)
+	image/build --reuse
+
+image-verify: setup
+	@scripts/ensure-system-packages $(IMAGE_DEBS)
+	image/verify
+
+image-test: image
+	@scripts/ensure-system-packages $(IMAGE_TEST_DEBS)
+	$(PY) -m pytest tests/image -q -m image -p no:cacheprovider
+
 clean:
 	rm -rf $(VAR)/data .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(VAR)
+	rm -rf $(VENV) $(VAR) image/work image/out image/work.verify image/out.verify

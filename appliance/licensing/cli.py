@@ -15,11 +15,16 @@ BOARD_FILE = Path("/etc/vigil/board")  # the image names its board profile here
 DEFAULT_CHANNELS = 4
 
 
-def default_board() -> str:
+def default_board(board_file: Path = BOARD_FILE, root: Path = Path("/")) -> str:
+    """The board profile's name: /etc/vigil/board names it, "auto" (the image) finds it from
+    the device tree; without the file (development, tests) the simulated board."""
+    from hw.board import detect_profile_name
+
     try:
-        return BOARD_FILE.read_text(encoding="utf-8").strip() or "sim"
+        name = board_file.read_text(encoding="utf-8").strip() or "sim"
     except OSError:
         return "sim"
+    return detect_profile_name(root) if name == "auto" else name
 
 
 def add_licence_args(parser: argparse.ArgumentParser) -> None:

@@ -125,8 +125,9 @@ def _disk_item() -> dict[str, Any]:
 
     volumes = load_volumes(volumes_file)
     if not volumes:
-        return _item("Recording disk", False, "no data disk is initialised: the box does "
-                     "not record onto its SD card; initialise a disk on the Storage page")
+        return _item("Recording disk", False, "no data disk is initialised, so the box is "
+                     "not recording: it never records onto its SD card or eMMC; connect a "
+                     "disk and initialise it in the Disks step or on the Storage page")
     return _item("Recording disk", True, f"{len(volumes)} data volume(s) initialised; the "
                  "Storage page shows RAID and SMART health")
 

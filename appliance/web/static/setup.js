@@ -118,7 +118,9 @@ async function loadDisks() {
   if (answer.note) list.replaceChildren(vigil.el("p", answer.note));
   else list.replaceChildren();
   const free = disks.filter((d) => d.role === "free");
-  if (disks.length === 0 && !answer.note) list.append(vigil.el("p", "No disk found."));
+  if (!answer.note && !disks.some(canHoldRecordings)) {
+    list.append(noDataDiskWarning(answer.min_size_bytes));
+  }
   for (const disk of disks) {
     const row = vigil.el("label", "", { class: "check" });
     const box = vigil.el("input", "", { type: "checkbox", value: disk.device });
@@ -132,6 +134,26 @@ async function loadDisks() {
     go.addEventListener("click", guarded(go, planDisks));
     list.append(go);
   }
+}
+
+/** A disk the box can record onto: its data disk, or a free one it may initialise (big
+ *  enough, writable). The boot SD card or eMMC never is one. */
+function canHoldRecordings(disk) {
+  return disk.role === "data" || (disk.role === "free" && disk.can_initialise !== false);
+}
+
+/** Why nothing will be recorded, with a way to look again once a disk is plugged in. On the
+ *  box the list is never empty (the boot disk is in it), so without this the owner would
+ *  finish the wizard unaware that the box records nothing. */
+function noDataDiskWarning(minSizeBytes) {
+  const size = minSizeBytes ? ` (${Math.ceil(minSizeBytes / 1e9)} GB or more)` : "";
+  const warning = vigil.el("p", "", { id: "no-data-disk", role: "alert" });
+  const again = vigil.el("button", "Look for disks again", { type: "button" });
+  again.addEventListener("click", guarded(again, loadDisks));
+  warning.append(vigil.el("strong", "No data disk is connected, so nothing is recorded. "),
+                 "The box records only onto a data disk, never onto its SD card or eMMC: " +
+                 `connect a USB or SATA disk${size} and it appears here. `, again);
+  return warning;
 }
 
 async function planDisks() {

@@ -3,6 +3,7 @@ never re-entered (issue 9)."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -64,6 +65,26 @@ def test_the_checklist_says_what_it_could_check(app):
     # this bare server has no hwd, TLS, registry or licence: "cannot tell", never a crash
     for name in ("HTTPS", "Clock", "Recording disk", "Cameras", "Licence"):
         assert by_name[name]["ok"] is None, by_name[name]
+
+
+def test_the_checklist_says_the_box_is_not_recording_without_a_data_volume(tmp_path):
+    from appliance.web.services import WebPaths
+
+    volumes = tmp_path / "data-volumes.json"   # as on the box before any disk is initialised
+    accounts = AccountStore(tmp_path / "accounts.sqlite3")
+    app = create_app(tmp_path / "data", accounts, paths=WebPaths(volumes=volumes))
+    try:
+        client = admin_client(app)
+        disk = {i["item"]: i for i in client.get("/api/v1/setup/checklist").json["items"]}
+        assert disk["Recording disk"]["ok"] is False
+        assert "not recording" in disk["Recording disk"]["detail"]
+        volumes.write_text(json.dumps({"volumes": [{"uuid": "0f3c9a1e-5b2d-4c6e-9a7f-1d2e3f4a5b6c",
+                                                    "mountpoint": "/srv/vigil"}]}))
+        disk = {i["item"]: i for i in client.get("/api/v1/setup/checklist").json["items"]}
+        assert disk["Recording disk"]["ok"] is True
+        assert "not recording" not in disk["Recording disk"]["detail"]
+    finally:
+        accounts.close()
 
 
 def test_finishing_happens_once_and_the_wizard_cannot_be_entered_again(app):

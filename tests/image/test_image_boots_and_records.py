@@ -1,0 +1,145 @@
+"""Issue 12: the built image boots under QEMU, is set up through its API over HTTPS, and a
+camera records onto the data disk; the root is read-only, no account has a password,
+nothing listens but the web ports. Boot time and image size go to the test's report."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import urllib.request
+
+import pytest
+
+from hw.camsim.clips import ensure_clip
+from hw.camsim.server import SimCamera, SimCameraServer, free_port
+from tests.image.conftest import ARTIFACTS
+from tests.image.machine import CAMERA_ADDRESS
+from tests.integration.conftest import CACHE
+from tests.integration.web_session import ApiClient
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.image
+VIGIL_UNITS = ("vigil-persist", "vigil-system-apply", "vigil-firstboot", "vigil-hwd",
+               "vigil-recorder", "vigil-web")
+WEB_PORTS = {"80", "443"}
+
+
+def insecure_context() -> ssl.SSLContext:
+    """The box's certificate is its own, self-signed: the test pins nothing, a browser warns."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def all_units_active(report) -> bool:
+    return all(report.units.get(unit) == "active" for unit in VIGIL_UNITS)
+
+
+def exposed_listeners(report) -> list[tuple[str, str]]:
+    """Sockets that listen on anything but loopback, except the DHCP client's port 68."""
+    exposed = []
+    for proto, address in report.listening:
+        host, _, port = address.rpartition(":")
+        if host.strip("[]").split("%")[0] in ("127.0.0.1", "127.0.0.53", "127.0.0.54", "::1"):
+            continue
+        if proto == "udp" and port == "68":
+            continue
+        exposed.append((proto, address))
+    return exposed
+
+
+def initialise_data_disk(api: ApiClient) -> dict:
+    status, listing = api.json("GET", "/api/v1/storage/disks")
+    assert status == 200, listing
+    candidates = [d for d in listing["disks"] if d.get("name") == "vdb"]
+    assert candidates, f"the data disk is not offered: {listing}"
+    status, plan = api.json("POST", "/api/v1/storage/disks/initialise",
+                            {"disks": ["vdb"], "mode": "single"})
+    assert status == 200 and plan.get("token"), plan
+    status, started = api.json("POST", "/api/v1/storage/disks/initialise",
+                               {"disks": ["vdb"], "mode": "single", "token": plan["token"]})
+    assert status == 202, started
+    job = started["job"]
+
+    def finished():
+        _, state = api.json("GET", f"/api/v1/storage/jobs/{job['id']}")
+        return state if state.get("done") else None
+
+    state = wait_until(finished, 300, "the data disk initialise job", step=2)
+    assert not state["error"], state
+    return state
+
+
+def recorded_seconds(api: ApiClient, camera: str) -> float:
+    status, timeline = api.json("GET", f"/api/v1/cameras/{camera}/timeline")
+    return timeline.get("recorded_us", 0) / 1e6 if status == 200 else 0.0
+
+
+@pytest.mark.timeout(1500)
+def test_image_boots_is_set_up_over_https_and_records_onto_the_data_disk(image, boot_machine, tmp_path):
+    clip = ensure_clip(CACHE, codec="h264", audio="none", seconds=6, width=640, height=360,
+                       fps=25, bitrate_kbps=600, gop=25)
+    camera = SimCameraServer(free_port(), [SimCamera("/gate", clip)], log_path=tmp_path / "camsim.log")
+    camera.start()
+    try:
+        machine = boot_machine(camera.port)
+        booted = machine.wait_for_report(all_units_active, 600, "every vigil unit active")
+        boot_seconds = time.monotonic() - machine.started
+
+        # Plain HTTP only redirects; HTTPS serves the setup page of a new box.
+        request = urllib.request.Request(f"http://127.0.0.1:{machine.http_port}/setup")
+        opener = urllib.request.build_opener(NoRedirect)
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            opener.open(request, timeout=30)
+        assert redirect.value.code in (301, 308)
+        assert redirect.value.headers["Location"].startswith("https://")
+        api = ApiClient(machine.base, context=insecure_context())
+        status, page = api.request("GET", "/setup")
+        assert status == 200 and b"setup" in page.lower()
+        status, state = api.json("GET", "/api/v1/setup")
+        assert status == 200 and state["needed"] is True
+
+        api.login()   # creates the admin: the only password on the box
+        initialise_data_disk(api)
+        status, added = api.json("POST", "/api/v1/cameras",
+                                 {"name": "gate", "rtsp": f"rtsp://{CAMERA_ADDRESS}:8554/gate"})
+        assert status == 201, added
+        status, finished = api.json("POST", "/api/v1/setup/finish", {})
+        assert status in (200, 201), finished
+
+        wait_until(lambda: recorded_seconds(api, "gate") >= 30, 600,
+                   "30 s of recording from the camera", step=5)
+        report = machine.wait_for_report(lambda r: "/srv/vigil" in r.mounts, 120,
+                                         "the data disk mounted at /srv/vigil")
+    finally:
+        camera.stop()
+
+    source, fstype, options = report.mounts["/"]
+    assert fstype == "squashfs" and "ro" in options, report.mounts["/"]
+    assert report.mounts["/srv/vigil"][0].startswith("/dev/vdb"), report.mounts
+    assert report.mounts["/persist"][1] == "ext4"
+    assert report.mounts["/var"][1] == "tmpfs" and report.mounts["/tmp"][1] == "tmpfs"
+    assert report.passwords == [], f"accounts with a usable password: {report.passwords}"
+    ports = {address.rpartition(":")[2] for _, address in exposed_listeners(report)}
+    assert "443" in ports and ports <= WEB_PORTS, f"listening beyond the web ports: {report.listening}"
+    assert report.failed == [] and report.system == "running", (report.system, report.failed)
+    assert report.watchdog.endswith("active"), report.watchdog
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "boot_to_all_units_active_s": round(boot_seconds, 1),
+        "guest_uptime_at_all_units_active_s": booted.uptime,
+        "image_xz_bytes": image["packed"].stat().st_size,
+        "image_bytes": image["raw"].stat().st_size,
+        "image_allocated_bytes": image["raw"].stat().st_blocks * 512,
+        "recorded_s": recorded_seconds(api, "gate"),
+    }
+    (ARTIFACTS / "boot-report.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print("image test:", json.dumps(summary))
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
