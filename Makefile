@@ -16,13 +16,15 @@ VAR ?= var
 # libgl1, libglib2.0-0 and libxcb1 are what ipycam's opencv-python wheel links against.
 # Web: chromium runs the page tests headless (tests/integration/web, DevTools protocol):
 # Debian's build plays H.264/AAC in MSE, and no browser download is needed or possible.
+# Fleet outputs: a real Prometheus server scrapes /metrics, a real mosquitto broker
+# receives the MQTT events (tests/integration/test_prometheus_scrape.py, test_mqtt_events.py).
 DEBS := python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	ffmpeg sqlite3 ca-certificates systemd \
 	smartmontools mdadm fdisk e2fsprogs util-linux libudev1 \
 	umockdev gir1.2-umockdev-1.0 golang-github-prometheus-procfs-dev \
 	iproute2 libgl1 libglib2.0-0 libxcb1 \
-	chromium
+	chromium prometheus mosquitto mosquitto-clients
 
 # The image (make image, image-verify): mmdebstrap builds Debian's arm64 root through
 # qemu-user; squashfs, FAT (dosfstools, mtools), ext4, sfdisk and bmaptool assemble it.

@@ -182,6 +182,21 @@ def dev_camera_events(paths: DevPaths, registry):
     return build
 
 
+def dev_mqtt(paths: DevPaths):
+    """Events to an MQTT broker, when var/config/mqtt.json exists (docs/design/mqtt.md);
+    the broker's login in var/secrets/mqtt (`nvr mqtt credentials --secrets ...`)."""
+    from appliance.mqtt.service import MqttPaths, MqttService, box_identity
+    from appliance.mqtt.settings import settings_path
+
+    settings = settings_path(paths.config)
+    if not settings.exists():
+        return None
+    return MqttService(MqttPaths(settings=settings, secrets=paths.secrets.parent / "mqtt",
+                                 data_dir=paths.var / "data", hwd_state=paths.state,
+                                 fallback_queue=paths.var / "run" / "mqtt-queue.sqlite3",
+                                 allow_boot_media=True), box_identity("sim"))
+
+
 def live_url_from(registry):
     """camera name -> the stream live view opens (sub stream when there is one)."""
     from appliance.cameras.manage import live_stream_url
@@ -202,7 +217,7 @@ def dev_control_handlers(paths: DevPaths, poe_manager) -> dict:
 
     handlers.update(system_handlers(SandboxSystem(paths.var / "system"), SystemPaths(
         config_dir=paths.config.parent, camera_secrets=paths.secrets,
-        adoption_secrets=paths.secrets.parent / "adoption",
+        adoption_secrets=paths.secrets.parent / "adoption", mqtt_secrets=paths.secrets.parent / "mqtt",
         data_dir=None,   # the recorder runs in this process: a reset never moves its files
         tls_dir=None, recorder_defaults=None)))
 
@@ -211,6 +226,15 @@ def dev_control_handlers(paths: DevPaths, poe_manager) -> dict:
                 "this lists its USB and SATA disks to initialise."}
     handlers["disks.list"] = no_disks
     return handlers
+
+
+def scrape_token_file(paths: DevPaths) -> Path:
+    """The Prometheus scrape token's file, made now so a developer can read it at once."""
+    from appliance.metrics.access import ScrapeToken, token_path
+
+    path = token_path(paths.config)
+    ScrapeToken(path).ensure()
+    return path
 
 
 class WebServer:
@@ -270,6 +294,7 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
                     paths.web_paths())
     poe = PoeService(poe_manager, paths.state)
     control = ControlServer(paths.hwd_socket, dev_control_handlers(paths, poe_manager))
+    mqtt = dev_mqtt(paths)
     configs = registry.recorder_configs()
 
     def start() -> None:
@@ -278,7 +303,12 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
         poe.start()
         control.start()
         web.start()
+        if mqtt:
+            mqtt.start()
         print(f"web API: {web.url}/api/v1/cameras/cam1/timeline", flush=True)
+        print(f"Prometheus metrics: {web.url}/metrics with `Authorization: Bearer <token>`; "
+              f"the token is in {scrape_token_file(paths)} (or GET /api/v1/metrics/token "
+              "as admin)", flush=True)
         if web.accounts.setup_needed():
             print(f"no admin yet (there is no default password): POST {web.url}/api/v1/setup "
                   '{"username": ..., "password": ...}', flush=True)
@@ -289,12 +319,16 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
 
     def tick() -> None:
         views = recorder.tick()
+        if mqtt:
+            mqtt.tick()
         prefix = "\x1b[H\x1b[J" if tty else ""
         print(prefix + f"Vigil NVR development mode (Ctrl-C stops), data: {var / 'data'}\n"
               + render(views) + "\n" + poe_line(poe_manager) + "\n", flush=True)
 
     def stop() -> None:
         try:
+            if mqtt:
+                mqtt.stop()
             web.stop()
             control.close()
             poe.close()

@@ -93,6 +93,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="the web server's certificate (a factory reset erases its key)")
     hwd.add_argument("--system-root", default="/",
                      help="where system settings are rendered (/run/systemd/...): the root")
+    hwd.add_argument("--system-mounts", action="store_true",
+                     help="mount and read mounts in PID 1's mount namespace (the box: "
+                     "vigil-hwd runs sandboxed, its own mounts would stay private)")
     hwd.set_defaults(func=cmd_hwd)
 
     retention = sub.add_parser("retention", help="retention controls")
@@ -250,16 +253,22 @@ def cmd_hwd(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from appliance.core.commands import run_command
     from appliance.core.sdnotify import SystemdNotifier
-    from appliance.storage.disks import DataVolume
+    from appliance.storage.disks import DataVolume, use_mount_table
     from appliance.storage.monitor import StorageMonitor
+    from appliance.storage.mount_namespace import PID1_MOUNT_TABLE, system_mounts_runner
     from appliance.storage.volume import load_volumes
 
+    runner = run_command
+    if args.system_mounts:
+        runner = system_mounts_runner(run_command)
+        use_mount_table(PID1_MOUNT_TABLE)
     volumes = [DataVolume(v["uuid"], v["mountpoint"]) for v in load_volumes(Path(args.volumes))]
     monitor = StorageMonitor(Path(args.state), Path(args.smart_history), volumes,
-                             smart_every=args.smart_every)
+                             smart_every=args.smart_every, runner=runner)
     poe = start_poe(args, monitor.alerts.add)
-    control = ControlServer(Path(args.control), hwd_handlers(args, poe),
+    control = ControlServer(Path(args.control), hwd_handlers(args, poe, runner),
                             group=args.control_group).start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -280,11 +289,11 @@ def cmd_hwd(args: argparse.Namespace) -> int:
     return 0
 
 
-def hwd_handlers(args: argparse.Namespace, poe) -> dict:
+def hwd_handlers(args: argparse.Namespace, poe, runner) -> dict:
     """The commands vigil-hwd answers on its control socket (DESIGN.md, Processes)."""
     from appliance.storage.control import control_handlers as storage_handlers
 
-    handlers = storage_handlers(Path(args.volumes), Path(args.state))
+    handlers = storage_handlers(Path(args.volumes), Path(args.state), runner=runner)
     handlers.update(system_handlers(args))
     if poe is not None:
         from appliance.poe.control import control_handlers as poe_handlers
@@ -306,7 +315,8 @@ def system_handlers(args: argparse.Namespace) -> dict:
     lan = profile.get("pse", {}).get("uplink_interface", "eth0")
     return control_handlers(HostSystem(Path(args.system_root)), SystemPaths(
         config_dir=Path(args.volumes).parent, camera_secrets=Path(args.secrets),
-        adoption_secrets=Path(args.secrets).parent / "adoption", data_dir=Path(args.data),
+        adoption_secrets=Path(args.secrets).parent / "adoption",
+        mqtt_secrets=Path(args.secrets).parent / "mqtt", data_dir=Path(args.data),
         tls_dir=Path(args.tls_dir), lan_interface=lan))
 
 

@@ -95,8 +95,18 @@ def parse_swaps(text: str, stat: Callable[[str], os.stat_result] = os.stat) -> l
     return swaps
 
 
-def read_mounts(mountinfo: Path = Path("/proc/self/mountinfo"),
+_MOUNT_TABLE = [Path("/proc/self/mountinfo")]
+
+
+def use_mount_table(mountinfo: Path) -> None:
+    """Read mounts from `mountinfo` from now on: vigil-hwd on the box reads PID 1's, the
+    system's, not its sandbox's (appliance/storage/mount_namespace.py)."""
+    _MOUNT_TABLE[0] = Path(mountinfo)
+
+
+def read_mounts(mountinfo: Path | None = None,
                 swaps: Path = Path("/proc/swaps")) -> list[Mount]:
+    mountinfo = mountinfo or _MOUNT_TABLE[0]
     mounts = parse_mountinfo(mountinfo.read_text(encoding="utf-8", errors="replace"))
     try:
         mounts += parse_swaps(swaps.read_text(encoding="utf-8", errors="replace"))

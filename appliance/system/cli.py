@@ -33,6 +33,7 @@ def system_paths(args: argparse.Namespace):
 
     return SystemPaths(config_dir=Path(args.config_dir), camera_secrets=Path(args.secrets),
                        adoption_secrets=Path(args.adoption_secrets),
+                       mqtt_secrets=Path(args.adoption_secrets).parent / "mqtt",
                        lan_interface=args.lan_interface,
                        default_hostname=args.default_hostname)
 

@@ -14,6 +14,7 @@ class SystemPaths:
     config_dir: Path = Path("/persist/config")            # system.json and the other config
     camera_secrets: Path = Path("/persist/secrets/cameras")
     adoption_secrets: Path = Path("/persist/secrets/adoption")
+    mqtt_secrets: Path | None = Path("/persist/secrets/mqtt")  # the MQTT broker's login
     data_dir: Path | None = Path("/srv/vigil/data")       # recordings + index (reset: optional)
     tls_dir: Path | None = None                           # the web server's key + certificate
     recorder_defaults: Path | None = Path("/etc/vigil/recorder.toml.example")  # first boot's
@@ -30,4 +31,5 @@ class SystemPaths:
         return self.config_dir / ".restore-journal.json"
 
     def transaction_dirs(self) -> list[Path]:
-        return [self.config_dir, self.camera_secrets, self.adoption_secrets]
+        return [self.config_dir, self.camera_secrets, self.adoption_secrets,
+                *([self.mqtt_secrets] if self.mqtt_secrets else [])]

@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 TRASH_PREFIX = ".erasing-"
 KEPT_CONFIG = ("data-volumes.json",)
+# The owner's other settings files beside the configuration (retention, recording modes,
+# metrics access and its scrape token, the MQTT broker): erased, their defaults return.
+OWNER_SETTINGS = ("retention.json", "recording.json", "metrics.json", "metrics-token.json",
+                  "mqtt.json")
 
 
 def reset_files(paths: SystemPaths) -> list[str]:
@@ -54,10 +58,19 @@ def reset_files(paths: SystemPaths) -> list[str]:
         else:
             tx.remove(paths.config_dir, name)
         erased.append(name)
+    for name in OWNER_SETTINGS:
+        if (paths.config_dir / name).exists():
+            tx.remove(paths.config_dir, name)
+            erased.append(name)
     for directory in (paths.camera_secrets, paths.adoption_secrets):
         for name in credential_files(directory):
             tx.remove(directory, name)
     erased.append("camera credentials")
+    mqtt_logins = credential_files(paths.mqtt_secrets) if paths.mqtt_secrets else []
+    for name in mqtt_logins:
+        tx.remove(paths.mqtt_secrets, name)
+    if mqtt_logins:
+        erased.append("MQTT login")
     try:
         with registry_lock(paths.config_dir):
             tx.commit()

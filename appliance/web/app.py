@@ -33,6 +33,7 @@ API_BLUEPRINTS = (
     ("appliance.web.alerts_api", "alerts"),
     ("appliance.web.system_api", "system"),
     ("appliance.web.recording_api", "recording"),
+    ("appliance.web.metrics_api", "metrics"),
 )
 
 

@@ -19,7 +19,10 @@ from typing import Callable
 
 from flask import Flask, abort, current_app, g, jsonify, request
 
-PUBLIC = frozenset({"auth.setup_status", "auth.setup", "auth.login", "static"})
+# metrics.scrape (/metrics) checks its own scrape token or allowed network (Prometheus
+# has no session): web/metrics_api.py.
+PUBLIC = frozenset({"auth.setup_status", "auth.setup", "auth.login", "static",
+                    "metrics.scrape"})
 PUBLIC_PREFIXES = ("pages.",)  # the HTML shells: they hold no data, the API does
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 COOKIE = "vigil_session"

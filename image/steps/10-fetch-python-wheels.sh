@@ -20,6 +20,6 @@ PIP=(python3 -m pip)
     --platform manylinux_2_34_aarch64 --platform manylinux_2_28_aarch64 \
     --platform manylinux2014_aarch64 --platform linux_aarch64 \
     --python-version "${PYTHON_TAG#cp}" --implementation cp \
-    --dest "$WORK/wheels" -r "$PYTHON_LOCK" 2>&1 | { grep -v "^WARNING: Location" || true; }
+    --dest "$WORK/wheels" -r "$WORK/src/$PYTHON_LOCK" 2>&1 | { grep -v "^WARNING: Location" || true; }
 "${PIP[@]}" wheel --quiet --no-deps -w "$WORK/wheels" "$WORK/src" 2>&1 | { grep -v "^WARNING: Location" || true; }
 ls "$WORK/wheels"

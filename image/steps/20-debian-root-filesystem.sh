@@ -1,13 +1,14 @@
 #!/bin/bash
 # The Debian root file system for arm64, from Debian's packages only: mmdebstrap in root
 # mode, maintainer scripts run through qemu-user (the longest step, 10-15 minutes on two
-# cores). Kept as $WORK/debian-root; REUSE_DEBIAN=yes (development) takes the kept one
-# when the package list, release and initramfs settings are unchanged. The next steps
-# work on a copy, $WORK/rootfs.
+# cores). Kept as $WORK/debian-root; REUSE_DEBIAN=yes (development only: the kept root
+# carries the time of the commit it was built for, not this one's) takes the kept one when
+# the package list, release and initramfs settings are unchanged. The next steps work on
+# a copy, $WORK/rootfs. Release builds and image/verify never reuse.
 set -euo pipefail
 cd "$REPO"
-key=$(printf '%s\n' "$SUITE" "$MIRROR" "$SECURITY_MIRROR" "$COMPONENTS" "$PACKAGES" "$INITRAMFS_MODULES" \
-      "$SOURCE_DATE_EPOCH" | cat - "$0" image/steps/hooks/initramfs-config.sh | sha256sum | cut -d' ' -f1)
+key=$(printf '%s\n' "$SUITE" "$MIRROR" "$SECURITY_MIRROR" "$COMPONENTS" "$PACKAGES" "$INITRAMFS_MODULES" |
+      cat - "$0" image/steps/hooks/initramfs-config.sh | sha256sum | cut -d' ' -f1)
 if [ "${REUSE_DEBIAN:-no}" = yes ] && [ "$(cat "$WORK/debian-root.key" 2>/dev/null)" = "$key" ]; then
     echo "   reusing $WORK/debian-root (REUSE_DEBIAN=yes, same packages and settings)"
 else

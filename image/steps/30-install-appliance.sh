@@ -7,7 +7,7 @@ set -euo pipefail
 . "$REPO/image/steps/chroot.sh"
 rm -rf "$root/tmp/vigil-wheels"
 mkdir -p "$root/tmp/vigil-wheels"
-cp "$WORK"/wheels/*.whl "$REPO/$PYTHON_LOCK" "$root/tmp/vigil-wheels/"
+cp "$WORK"/wheels/*.whl "$WORK/src/$PYTHON_LOCK" "$root/tmp/vigil-wheels/"
 chroot "$root" python3 -m venv /opt/vigil/venv
 # A clean environment: the build machine's PIP_* settings (indexes, certificates) are
 # not the image's business.
@@ -16,7 +16,8 @@ pip=(chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8
      /opt/vigil/venv/bin/python -m pip --disable-pip-version-check --no-cache-dir --quiet)
 "${pip[@]}" install --no-index --no-deps --require-hashes --only-binary=:all: \
     --find-links /tmp/vigil-wheels -r "/tmp/vigil-wheels/$(basename "$PYTHON_LOCK")"
-"${pip[@]}" install --no-index --no-deps /tmp/vigil-wheels/vigil_nvr-*.whl
+appliance=$(cd "$root/tmp/vigil-wheels" && ls vigil_nvr-*.whl)
+"${pip[@]}" install --no-index --no-deps "/tmp/vigil-wheels/$appliance"
 # pip is not needed on the box (updates replace the whole root): remove it.
 "${pip[@]}" uninstall --yes pip
 rm -rf "$root/tmp/vigil-wheels"

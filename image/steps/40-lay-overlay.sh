@@ -8,7 +8,8 @@ cp -a --no-preserve=ownership "$WORK/src/rootfs-overlay/." "$root/"
 chroot "$root" systemd-sysusers
 chroot "$root" systemctl enable \
     vigil-persist.service vigil-system-apply.service vigil-firstboot.service \
-    vigil-hwd.service vigil-recorder.service vigil-web.service vigil-console-report.service \
+    vigil-hwd.service vigil-recorder.service vigil-web.service vigil-mqtt.service \
+    vigil-console-report.service \
     systemd-networkd.service systemd-resolved.service systemd-timesyncd.service
 # Host name, time zone: links into /run, written by vigil-system-apply at every boot.
 ln -sfn /run/vigil/hostname "$root/etc/hostname"

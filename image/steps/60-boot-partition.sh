@@ -26,8 +26,8 @@ for dtb in $(cd "$root/usr/lib/linux-image-$kver/broadcom" && ls bcm2711-rpi-*.d
 done
 copy "$kernel" ::/vmlinuz
 copy "$root/boot/initrd.img-$kver" ::/initrd.img
-copy "$REPO/image/boot/config.txt" ::/config.txt
-copy "$REPO/image/boot/cmdline.txt" ::/cmdline.txt
+copy "$WORK/src/image/boot/config.txt" ::/config.txt
+copy "$WORK/src/image/boot/cmdline.txt" ::/cmdline.txt
 echo "$VERSION $COMMIT" > "$WORK/VERSION.txt"
 touch --date="@$SOURCE_DATE_EPOCH" "$WORK/VERSION.txt"
 copy "$WORK/VERSION.txt" ::/vigil-version.txt

@@ -53,13 +53,13 @@ def exposed_listeners(report) -> list[tuple[str, str]]:
 def initialise_data_disk(api: ApiClient) -> dict:
     status, listing = api.json("GET", "/api/v1/storage/disks")
     assert status == 200, listing
-    candidates = [d for d in listing["disks"] if d.get("name") == "vdb"]
-    assert candidates, f"the data disk is not offered: {listing}"
+    roles = {d.get("device"): d.get("role") for d in listing["disks"]}
+    assert roles.get("/dev/vda") == "boot" and roles.get("/dev/vdb") == "free", listing
     status, plan = api.json("POST", "/api/v1/storage/disks/initialise",
-                            {"disks": ["vdb"], "mode": "single"})
+                            {"disks": ["/dev/vdb"], "mode": "single"})
     assert status == 200 and plan.get("token"), plan
     status, started = api.json("POST", "/api/v1/storage/disks/initialise",
-                               {"disks": ["vdb"], "mode": "single", "token": plan["token"]})
+                               {"disks": ["/dev/vdb"], "mode": "single", "token": plan["token"]})
     assert status == 202, started
     job = started["job"]
 
@@ -79,7 +79,7 @@ def recorded_seconds(api: ApiClient, camera: str) -> float:
 
 @pytest.mark.timeout(1500)
 def test_image_boots_is_set_up_over_https_and_records_onto_the_data_disk(image, boot_machine, tmp_path):
-    clip = ensure_clip(CACHE, codec="h264", audio="none", seconds=6, width=640, height=360,
+    clip = ensure_clip(CACHE, codec="h264", audio=None, seconds=6, width=640, height=360,
                        fps=25, bitrate_kbps=600, gop=25)
     camera = SimCameraServer(free_port(), [SimCamera("/gate", clip)], log_path=tmp_path / "camsim.log")
     camera.start()
@@ -119,7 +119,7 @@ def test_image_boots_is_set_up_over_https_and_records_onto_the_data_disk(image, 
     source, fstype, options = report.mounts["/"]
     assert fstype == "squashfs" and "ro" in options, report.mounts["/"]
     assert report.mounts["/srv/vigil"][0].startswith("/dev/vdb"), report.mounts
-    assert report.mounts["/persist"][1] == "ext4"
+    assert report.mounts["/persist"][1] == "ext4" and "rw" in report.mounts["/persist"][2]
     assert report.mounts["/var"][1] == "tmpfs" and report.mounts["/tmp"][1] == "tmpfs"
     assert report.passwords == [], f"accounts with a usable password: {report.passwords}"
     ports = {address.rpartition(":")[2] for _, address in exposed_listeners(report)}

@@ -78,4 +78,4 @@ def test_first_boot_keys_are_made_where_prepare_persist_gives_the_web_user_a_dir
 
 def test_the_appliance_user_has_fixed_ids():
     text = (OVERLAY / "usr/lib/sysusers.d/vigil.conf").read_text()
-    assert re.search(r"^u vigil 990:990 ", text, re.M) and re.search(r"^g vigil 990$", text, re.M)
+    assert re.search(r"^u vigil 900:900 ", text, re.M) and re.search(r"^g vigil 900$", text, re.M)

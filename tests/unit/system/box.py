@@ -25,7 +25,8 @@ class Box:
         persist = root / "persist"
         self.paths = SystemPaths(
             config_dir=persist / "config", camera_secrets=persist / "secrets" / "cameras",
-            adoption_secrets=persist / "secrets" / "adoption", data_dir=root / "srv" / "data",
+            adoption_secrets=persist / "secrets" / "adoption",
+            mqtt_secrets=persist / "secrets" / "mqtt", data_dir=root / "srv" / "data",
             tls_dir=persist / "tls", recorder_defaults=root / "etc" / "recorder.toml.example",
             default_hostname="vigil-0042")
         cfg = config()

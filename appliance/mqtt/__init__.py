@@ -1,0 +1,1 @@
+"""Events to an owner's MQTT broker, with Home Assistant discovery (docs/design/mqtt.md)."""
