@@ -40,6 +40,7 @@ class Report:
     listening: list[tuple[str, str]] = field(default_factory=list)
     passwords: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    mdstat: list[str] = field(default_factory=list)
     watchdog: str = ""
 
     @classmethod
@@ -60,6 +61,8 @@ class Report:
                 report.listening.append((parts[0], parts[1]))
             elif kind == "password" and parts:
                 report.passwords.append(parts[0])
+            elif kind == "mdstat":
+                report.mdstat.append(rest.strip())
             elif kind == "failed" and parts:
                 report.failed.append(parts[0])
             elif kind == "watchdog":

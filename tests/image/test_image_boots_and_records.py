@@ -5,7 +5,6 @@ nothing listens but the web ports. Boot time and image size go to the test's rep
 from __future__ import annotations
 
 import json
-import ssl
 import time
 import urllib.request
 
@@ -14,62 +13,15 @@ import pytest
 from hw.camsim.clips import ensure_clip
 from hw.camsim.server import SimCamera, SimCameraServer, free_port
 from tests.image.conftest import ARTIFACTS
+from tests.image.box_api import (all_units_active, exposed_listeners, initialise_data_disk,
+                                  insecure_context)
 from tests.image.machine import CAMERA_ADDRESS
 from tests.integration.conftest import CACHE
 from tests.integration.web_session import ApiClient
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.image
-VIGIL_UNITS = ("vigil-persist", "vigil-system-apply", "vigil-firstboot", "vigil-hwd",
-               "vigil-recorder", "vigil-web")
 WEB_PORTS = {"80", "443"}
-
-
-def insecure_context() -> ssl.SSLContext:
-    """The box's certificate is its own, self-signed: the test pins nothing, a browser warns."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def all_units_active(report) -> bool:
-    return all(report.units.get(unit) == "active" for unit in VIGIL_UNITS)
-
-
-def exposed_listeners(report) -> list[tuple[str, str]]:
-    """Sockets that listen on anything but loopback, except the DHCP client's port 68."""
-    exposed = []
-    for proto, address in report.listening:
-        host, _, port = address.rpartition(":")
-        if host.strip("[]").split("%")[0] in ("127.0.0.1", "127.0.0.53", "127.0.0.54", "::1"):
-            continue
-        if proto == "udp" and port == "68":
-            continue
-        exposed.append((proto, address))
-    return exposed
-
-
-def initialise_data_disk(api: ApiClient) -> dict:
-    status, listing = api.json("GET", "/api/v1/storage/disks")
-    assert status == 200, listing
-    roles = {d.get("device"): d.get("role") for d in listing["disks"]}
-    assert roles.get("/dev/vda") == "boot" and roles.get("/dev/vdb") == "free", listing
-    status, plan = api.json("POST", "/api/v1/storage/disks/initialise",
-                            {"disks": ["/dev/vdb"], "mode": "single"})
-    assert status == 200 and plan.get("token"), plan
-    status, started = api.json("POST", "/api/v1/storage/disks/initialise",
-                               {"disks": ["/dev/vdb"], "mode": "single", "token": plan["token"]})
-    assert status == 202, started
-    job = started["job"]
-
-    def finished():
-        _, state = api.json("GET", f"/api/v1/storage/jobs/{job['id']}")
-        return state if state.get("done") else None
-
-    state = wait_until(finished, 300, "the data disk initialise job", step=2)
-    assert not state["error"], state
-    return state
 
 
 def recorded_seconds(api: ApiClient, camera: str) -> float:
@@ -102,7 +54,7 @@ def test_image_boots_is_set_up_over_https_and_records_onto_the_data_disk(image, 
         assert status == 200 and state["needed"] is True
 
         api.login()   # creates the admin: the only password on the box
-        initialise_data_disk(api)
+        initialise_data_disk(api, ["/dev/vdb"], "single")
         status, added = api.json("POST", "/api/v1/cameras",
                                  {"name": "gate", "rtsp": f"rtsp://{CAMERA_ADDRESS}:8554/gate"})
         assert status == 201, added
