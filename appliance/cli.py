@@ -24,6 +24,7 @@ from appliance.cameras.manage_cli import register as register_camera_commands
 from appliance.licensing.cli import add_licence_args
 from appliance.licensing.cli import register as register_licence_commands
 from appliance.mqtt.cli import register as register_mqtt_commands
+from appliance.restream.cli import register as register_restream_commands
 from appliance.playback.export_cli import register as register_export_commands
 from appliance.storage.cli import register as register_storage_commands
 from appliance.system.cli import register as register_system_commands
@@ -264,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_export_commands(sub)
     register_web_commands(sub)
     register_mqtt_commands(sub)
+    register_restream_commands(sub)
 
     run = sub.add_parser("run", help="development mode: simulated board and cameras, recorder")
     run.add_argument("--var", default="var", help="working directory (cache/, data/)")

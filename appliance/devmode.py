@@ -197,6 +197,26 @@ def dev_mqtt(paths: DevPaths):
                                  allow_boot_media=True), box_identity("sim"))
 
 
+def dev_restream(paths: DevPaths, registry):
+    """The restream of the registry's cameras on loopback, a port the system picks
+    (docs/design/restream.md); its login in var/secrets/restream/login.json."""
+    from appliance.restream.login import RestreamLogin
+    from appliance.restream.supervisor import RestreamSupervisor
+
+    return RestreamSupervisor(registry, RestreamLogin(paths.secrets.parent / "restream" /
+                                                      "login.json"),
+                              "127.0.0.1", 0, log_path=paths.var / "restream.log")
+
+
+def restream_line(restream) -> str:
+    from appliance.restream.plan import restream_url
+
+    user = restream.login.require().username
+    urls = [restream_url("127.0.0.1", restream.port, m.path, user) for m in restream.mounts]
+    return (f"restream for a VMS: {', '.join(urls) or 'no cameras'} (the password is in "
+            f"{restream.login.path})")
+
+
 def live_url_from(registry):
     """camera name -> the stream live view opens (sub stream when there is one)."""
     from appliance.cameras.manage import live_stream_url
@@ -295,6 +315,7 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
     poe = PoeService(poe_manager, paths.state)
     control = ControlServer(paths.hwd_socket, dev_control_handlers(paths, poe_manager))
     mqtt = dev_mqtt(paths)
+    restream = dev_restream(paths, registry)
     configs = registry.recorder_configs()
 
     def start() -> None:
@@ -305,6 +326,8 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
         web.start()
         if mqtt:
             mqtt.start()
+        restream.start()
+        print(restream_line(restream), flush=True)
         print(f"web API: {web.url}/api/v1/cameras/cam1/timeline", flush=True)
         print(f"Prometheus metrics: {web.url}/metrics with `Authorization: Bearer <token>`; "
               f"the token is in {scrape_token_file(paths)} (or GET /api/v1/metrics/token "
@@ -321,6 +344,7 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
         views = recorder.tick()
         if mqtt:
             mqtt.tick()
+        restream.tick()
         prefix = "\x1b[H\x1b[J" if tty else ""
         print(prefix + f"Vigil NVR development mode (Ctrl-C stops), data: {var / 'data'}\n"
               + render(views) + "\n" + poe_line(poe_manager) + "\n", flush=True)
@@ -329,6 +353,7 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
         try:
             if mqtt:
                 mqtt.stop()
+            restream.stop()
             web.stop()
             control.close()
             poe.close()

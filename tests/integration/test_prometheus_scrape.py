@@ -116,6 +116,8 @@ def test_prometheus_scrapes_the_dev_appliance_and_queries_its_cameras(box, prome
                for s in server.query('vigil_metrics_source_up{job="vigil"}')}
     assert sources["cameras"] == sources["storage"] == sources["poe"] == "1", sources
     assert sources["licence"] == sources["update"] == "1", sources
-    [wrong] = server.query('up{job="vigil-wrong-token"}')
+    # the second job's first scrape may come a moment after the first job's
+    [wrong] = wait_until(lambda: server.query('up{job="vigil-wrong-token"}'), 30,
+                         "a scrape with the wrong token")
     assert wrong["value"][1] == "0"                      # 401: Prometheus marks it down
     assert not server.query('{job="vigil-wrong-token", __name__=~"vigil_.*"}')
