@@ -35,7 +35,7 @@ IMAGE_DEBS := mmdebstrap qemu-user-static binfmt-support arch-test squashfs-tool
 	dosfstools mtools fdisk e2fsprogs bmap-tools xz-utils
 IMAGE_TEST_DEBS := qemu-system-arm qemu-utils mtools socat
 
-.PHONY: all setup system-packages run test soak bench clean distclean image image-verify image-test
+.PHONY: all setup system-packages run test soak bench clean distclean image image-verify image-test image-test-raid
 
 all: test
 
@@ -78,7 +78,12 @@ image-verify: setup
 
 image-test: image
 	@scripts/ensure-system-packages $(IMAGE_TEST_DEBS)
-	$(PY) -m pytest tests/image -q -m image -p no:cacheprovider
+	$(PY) -m pytest tests/image -q -m "image and not image_raid" -p no:cacheprovider
+
+# RAID1 of two virtual disks in the image: not yet reliable (tests/image/test_image_raid1.py).
+image-test-raid: image
+	@scripts/ensure-system-packages $(IMAGE_TEST_DEBS)
+	$(PY) -m pytest tests/image -q -m image_raid -p no:cacheprovider
 
 clean:
 	rm -rf $(VAR)/data .pytest_cache
