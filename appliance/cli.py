@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import signal
 import sys
@@ -25,6 +26,7 @@ from appliance.licensing.cli import add_licence_args
 from appliance.licensing.cli import register as register_licence_commands
 from appliance.mqtt.cli import register as register_mqtt_commands
 from appliance.restream.cli import register as register_restream_commands
+from appliance.update.cli import register_update_commands
 from appliance.playback.export_cli import register as register_export_commands
 from appliance.storage.cli import register as register_storage_commands
 from appliance.system.cli import register as register_system_commands
@@ -85,18 +87,21 @@ def registry_cameras(args: argparse.Namespace) -> list:
 
 
 def camera_events(args: argparse.Namespace) -> Callable:
-    """The cameras' own events (ONVIF PullPoint) for the recorder: one subscriber per
+    """The cameras' own events (ONVIF PullPoint, or pushed by basic notification) for the recorder: one subscriber per
     registered ONVIF camera, writing into the recorder's index (appliance/events)."""
     from appliance.cameras.manage import (address_policy, load_camera_settings,
                                           open_camera_registry)
+    from appliance.events.receiver import receiver_for
     from appliance.events.service import EventService
 
     config = Path(args.config) if args.config else None
 
     def build(index):
-        policy = address_policy(load_camera_settings(config), this_host=True)
+        settings = load_camera_settings(config)
+        policy = address_policy(settings, this_host=True)
         return EventService(index, lambda: open_camera_registry(
-            Path(args.registry), Path(args.secrets), config), policy)
+            Path(args.registry), Path(args.secrets), config), policy,
+            receiver=receiver_for(settings))
     return build
 
 
@@ -163,7 +168,8 @@ def cmd_record(args: argparse.Namespace) -> int:
                         retention_overrides=overrides_path(Path(args.config))
                         if args.config else None,
                         recording_settings=recording_settings_file(args),
-                        events_factory=camera_events(args) if args.registry else None)
+                        events_factory=camera_events(args) if args.registry else None,
+                        runtime_dir=Path(args.runtime_dir) if args.runtime_dir else None)
     show = not args.events and (args.status == "always" or
                                 (args.status == "auto" and sys.stdout.isatty()))
 
@@ -178,6 +184,8 @@ def cmd_record(args: argparse.Namespace) -> int:
             print(clear + render(views), flush=True)
         return recorder.exit_code is None
 
+    # SIGUSR1 prints every thread's stack to stderr (the journal): how a hang is diagnosed.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     run_until_signalled(recorder.start, tick, recorder.stop)
     return recorder.exit_code or 0
 
@@ -248,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--recording-settings", metavar="JSON",
                      help="the owner's recording modes per camera (default: recording.json "
                      "beside --config; none: every camera records continuously)")
+    rec.add_argument("--runtime-dir", metavar="DIR",
+                     help="a directory kept across the recorder's restarts but not on the data "
+                     "disk (systemd's RuntimeDirectory): there it notes a data disk lost, so "
+                     "the gap until the disk is back says so instead of 'power loss or crash'")
     add_settings_flags(rec)
     rec.set_defaults(func=cmd_record)
 
@@ -266,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_web_commands(sub)
     register_mqtt_commands(sub)
     register_restream_commands(sub)
+    register_update_commands(sub)
 
     run = sub.add_parser("run", help="development mode: simulated board and cameras, recorder")
     run.add_argument("--var", default="var", help="working directory (cache/, data/)")

@@ -21,7 +21,7 @@ from appliance.cli import run_until_signalled
 from appliance.config.recorder import CameraConfig, build_settings
 from appliance.config.storage import build_storage_settings
 from appliance.core.control import ControlServer
-from appliance.core.errors import InvalidConfig
+from appliance.core.errors import FailedPrecondition, InvalidConfig
 from appliance.poe.runtime import PoeService, build_manager
 from appliance.recorder.service import Recorder
 from appliance.recorder.status import render
@@ -174,11 +174,13 @@ def dev_camera_events(paths: DevPaths, registry):
     """ONVIF event subscriptions for the registry's ONVIF cameras (the simulated cameras
     are RTSP only: they have none; a camera added by ONVIF address gets one)."""
     from appliance.cameras.manage import address_policy, load_camera_settings
+    from appliance.events.receiver import receiver_for
     from appliance.events.service import EventService
 
     def build(index):
-        policy = address_policy(load_camera_settings(paths.config), this_host=True)
-        return EventService(index, lambda: registry, policy)
+        settings = load_camera_settings(paths.config)
+        policy = address_policy(settings, this_host=True)
+        return EventService(index, lambda: registry, policy, receiver=receiver_for(settings))
     return build
 
 
@@ -226,6 +228,7 @@ def live_url_from(registry):
 
 def dev_control_handlers(paths: DevPaths, poe_manager) -> dict:
     """vigil-hwd's commands as development mode serves them (one process, no root)."""
+    from appliance.fleet_control import control_handlers as fleet_handlers
     from appliance.poe.control import control_handlers as poe_handlers
     from appliance.storage.control import control_handlers as storage_handlers
     from appliance.system.backends import SandboxSystem
@@ -240,11 +243,21 @@ def dev_control_handlers(paths: DevPaths, poe_manager) -> dict:
         adoption_secrets=paths.secrets.parent / "adoption", mqtt_secrets=paths.secrets.parent / "mqtt",
         data_dir=None,   # the recorder runs in this process: a reset never moves its files
         tls_dir=None, recorder_defaults=None)))
+    handlers.update(fleet_handlers(paths.config.parent, paths.secrets.parent,
+                                   SandboxSystem(paths.var / "system").run))
 
     def no_disks(args: dict) -> dict:
         return {"disks": [], "note": "Development mode records into ./var/data; on the box "
                 "this lists its USB and SATA disks to initialise."}
     handlers["disks.list"] = no_disks
+
+    def no_slots():
+        raise FailedPrecondition("development mode has no A/B slots: updates install on the "
+                                 "appliance image (make image, then make bundle)")
+
+    from appliance.update.control import control_handlers as update_handlers
+
+    handlers.update(update_handlers(no_slots, paths.var / "data" / "update-upload"))
     return handlers
 
 

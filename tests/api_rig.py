@@ -5,7 +5,8 @@ Everything a route reaches is real and lives under one root: a recording index w
 segment, a camera registry with a camera (added through the API), the simulated board's
 licence store, a TLS directory with the device certificate, and vigil-hwd's commands
 (PoE on the simulated board, storage with no disks to touch, system settings on the
-sandbox OS backend) served on one real control socket, as vigil-hwd serves them. The
+sandbox OS backend, the MQTT broker's settings and login, the restream's switch with its
+systemctl on the sandbox) served on one real control socket, as vigil-hwd serves them. The
 app is driven in-process through Flask's test client (no port), logged in as an admin.
 
 It also loads the OpenAPI description (docs/api/openapi.yaml) and lists its operations,
@@ -22,7 +23,10 @@ from typing import Any
 
 import yaml
 
+from appliance.cameras.credentials import Credentials
 from appliance.core.control import ControlServer
+from appliance.fleet_control import control_handlers as fleet_handlers
+from appliance.mqtt.settings import save_credentials
 from appliance.poe.control import control_handlers as poe_handlers
 from appliance.poe.runtime import SNAPSHOT_NAME, PoeService, build_manager
 from appliance.recorder.index import RecordingIndex, Segment
@@ -150,9 +154,14 @@ class ApiRig:
         self.poe, _ = build_manager(profile, {"poll_interval": 0.2})
         self.poe_service = PoeService(self.poe, self.state)
         self.poe_service.start()
+        # The broker's login beside the cameras' (secrets/../mqtt), there from the start.
+        self.mqtt_secrets = self.secrets.parent / "mqtt"
+        save_credentials(self.mqtt_secrets, Credentials("vigil-box", "box-Passw0rd-1"))
         handlers = {**self.box.handlers, **poe_handlers(self.poe),
                     **storage_handlers(self.volumes, self.state, inventory=lambda: [],
-                                       mountpoint=str(root / "vigil"))}
+                                       mountpoint=str(root / "vigil")),
+                    **fleet_handlers(self.config.parent, self.secrets.parent,
+                                     self.box.sandbox.run)}
         self.socket = root / "hwd.sock"
         self.control = ControlServer(self.socket, handlers).start()
 
@@ -238,8 +247,8 @@ class ApiRig:
         """Every file a refused request must leave alone, by name (the accounts as their
         users and sessions, not the SQLite bytes: the audit log grows on a refusal)."""
         found: dict[str, bytes] = {}
-        for top in (self.root / "config", self.secrets, self.tls_dir, self.root / "licence",
-                    self.box.root / "persist"):
+        for top in (self.root / "config", self.secrets, self.mqtt_secrets, self.tls_dir,
+                    self.root / "licence", self.box.root / "persist"):
             if top.exists():
                 for path in sorted(top.rglob("*")):
                     if path.is_file() and not path.name.endswith(".lock"):

@@ -25,9 +25,21 @@ class CameraSettings:
         "cameras may be; discovery results and addresses outside them are never contacted")
     discovery_seconds: float = setting(
         3.0, "how long a WS-Discovery probe listens for answers", low=0.5, high=30)
+    event_notify_port: int = setting(
+        8086, "port the box listens on (only while a camera without ONVIF PullPoint needs it) "
+        "for the events such cameras push (docs/design/events.md)", low=1024, high=65535)
+    event_notify_address: str = setting(
+        "", "the box's address on the camera network for pushed events; empty: the address "
+        "the box itself uses to reach each camera")
 
     def validate(self) -> None:
         self.networks()
+        if self.event_notify_address:
+            try:
+                ipaddress.ip_address(self.event_notify_address)
+            except ValueError:
+                raise InvalidConfig(f"[cameras] event_notify_address = "
+                                    f"{self.event_notify_address[:60]!r}: not an IP address") from None
 
     def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         try:

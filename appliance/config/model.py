@@ -49,7 +49,7 @@ def check_field(field: dataclasses.Field, value: Any, section: str) -> Any:
             raise InvalidConfig(f"{name}: expected a number, got {value!r}")
         if isinstance(value, int) and as_finite(value) is None:  # 10**400 in JSON
             raise InvalidConfig(f"{name}: {str(value)[:40]} is beyond any allowed value")
-        if kind is int and value != int(value):
+        if kind is int and (not math.isfinite(value) or value != int(value)):  # int(inf) raises
             raise InvalidConfig(f"{name}: expected a whole number, got {value!r}")
         value = kind(value)
         if value != value:  # NaN

@@ -3,7 +3,9 @@
 The recorder process owns it: `refresh()` every few seconds starts a subscriber for a
 camera that appeared (or was enabled), stops the one of a camera that was removed or
 disabled, and restarts it when the camera's address or credentials changed (a DHCP move,
-a password rotation). `close()` unsubscribes everywhere.
+a password rotation). `close()` unsubscribes everywhere. The subscribers share one
+NotifyReceiver for the cameras without PullPoint; it listens only while one of them
+needs it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Callable
 from appliance.cameras.onvif.policy import AddressPolicy
 from appliance.cameras.registry import CameraRegistry
 from appliance.core.clock import Clock, RealClock
+from appliance.events.receiver import NotifyReceiver
 from appliance.events.subscriber import EventSubscriber, SubscriberSettings
 from appliance.recorder.index import RecordingIndex
 
@@ -25,13 +28,15 @@ class EventService:
     def __init__(self, index: RecordingIndex, registry: Callable[[], CameraRegistry],
                  policy: AddressPolicy | Callable[[], AddressPolicy], clock: Clock | None = None,
                  *, settings: SubscriberSettings = SubscriberSettings(),
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 receiver: NotifyReceiver | None = None) -> None:
         self.index = index
         self.registry = registry
         self.policy = policy
         self.clock = clock or RealClock()
         self.settings = settings
         self.rng = rng
+        self.receiver = receiver or NotifyReceiver()
         self.subscribers: dict[str, EventSubscriber] = {}
         self._identity: dict[str, tuple] = {}
 
@@ -54,7 +59,8 @@ class EventService:
                 continue
             try:
                 sub = EventSubscriber(camera, xaddr, creds, self._policy(), self.index,
-                                      settings=self.settings, clock=self.clock, rng=self.rng)
+                                      settings=self.settings, clock=self.clock, rng=self.rng,
+                                      receiver=self.receiver)
             except Exception as exc:  # noqa: BLE001 - e.g. an address the policy refuses
                 log.warning("camera=%s no event subscription: %s", camera, exc)
                 continue
@@ -77,3 +83,4 @@ class EventService:
             sub.request_stop()
         for camera in list(self.subscribers):
             self._stop(camera, "closing")
+        self.receiver.close()

@@ -1,11 +1,14 @@
 """One camera's event subscription, kept alive in its own thread.
 
 subscribe (CreatePullPointSubscription) -> pull in a loop (long polls of `pull_timeout_s`)
--> renew when half the subscription's life is gone -> unsubscribe on stop. Any failure
-(camera unreachable, fault, hostile answer, refused address) ends the subscription: open
-events are closed at that moment, and the subscriber tries again after a jittered,
-growing delay (the recorder's Backoff), like the recorder's stream reconnects. A camera
-error never leaves this thread.
+-> renew when half the subscription's life is gone -> unsubscribe on stop. A camera that
+refuses PullPoint but has an event service gets a basic-notification subscription
+instead (Subscribe with a consumer URL of the box's NotifyReceiver): the camera pushes,
+this thread waits on the subscription's inbox instead of pulling, and renews and
+unsubscribes the same way. Any failure (camera unreachable, fault, hostile answer,
+refused address) ends the subscription: open events are closed at that moment, and the
+subscriber tries again (PullPoint first) after a jittered, growing delay (the recorder's
+Backoff), like the recorder's stream reconnects. A camera error never leaves this thread.
 """
 
 from __future__ import annotations
@@ -14,14 +17,18 @@ import logging
 import random
 import threading
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 from appliance.cameras.credentials import Credentials
-from appliance.cameras.onvif.events import Notification, PullPointClient
+from appliance.cameras.onvif.basenotify import BaseNotificationClient
+from appliance.cameras.onvif.events import (NoEventService, Notification, NoPullPoint,
+                                            Subscription)
 from appliance.cameras.onvif.policy import AddressPolicy
 from appliance.cameras.onvif.transport import Timeouts
 from appliance.core.clock import Clock, RealClock
 from appliance.core.errors import VigilError
+from appliance.events.receiver import Inbox, NotifyReceiver
 from appliance.events.state import EventTracker
 from appliance.recorder.backoff import Backoff
 from appliance.recorder.index import RecordingIndex
@@ -48,7 +55,8 @@ class EventSubscriber:
                  policy: AddressPolicy, index: RecordingIndex, *,
                  settings: SubscriberSettings = SubscriberSettings(), clock: Clock | None = None,
                  rng: random.Random | None = None,
-                 client_factory: Callable[..., PullPointClient] = PullPointClient) -> None:
+                 client_factory: Callable[..., BaseNotificationClient] = BaseNotificationClient,
+                 receiver: NotifyReceiver | None = None) -> None:
         self.camera = camera
         self.xaddr = xaddr
         self.credentials = credentials
@@ -59,12 +67,14 @@ class EventSubscriber:
         self.backoff = Backoff(settings.backoff_initial_s, settings.backoff_cap_s, rng)
         self.tracker = EventTracker(camera, index)
         self.client_factory = client_factory
+        self.receiver = receiver          # None: no basic-notification fallback
         self._stop = threading.Event()
+        self._wake = threading.Event()    # a Notify arrived, or stop: ends a push wait
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._status: dict[str, Any] = {"state": "starting", "detail": "", "failures": 0,
-                                        "subscriptions": 0, "renewals": 0, "pulls": 0,
-                                        "notifications": 0, "last_error": ""}
+                                        "mode": "", "subscriptions": 0, "renewals": 0,
+                                        "pulls": 0, "notifications": 0, "last_error": ""}
 
     # -- life ---------------------------------------------------------------------------
 
@@ -76,11 +86,12 @@ class EventSubscriber:
 
     def request_stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
     def stop(self, timeout: float | None = None) -> bool:
         """Ask the thread to unsubscribe and end; True when it ended within `timeout`
         (a pull in flight finishes first: at most pull_timeout_s + request_s)."""
-        self._stop.set()
+        self.request_stop()
         if self._thread is None:
             return True
         if timeout is None:
@@ -139,12 +150,36 @@ class EventSubscriber:
                                      clock=self.clock)
         self._set(state="subscribing", detail="")
         client.sync_clock()
-        sub = client.create_pull_point(s.termination_s)
+        try:
+            sub = client.create_pull_point(s.termination_s)
+        except NoPullPoint as exc:
+            if isinstance(exc, NoEventService) or self.receiver is None:
+                raise
+            log.info("camera=%s %s; trying basic notification", self.camera, exc)
+            self._basic_session(client, self.receiver)
+            return
+        self._subscribed(sub, "pullpoint")
+        self._follow(client, sub, partial(self._pulled, client))
+
+    def _basic_session(self, client: BaseNotificationClient, receiver: NotifyReceiver) -> None:
+        """Subscribe with a consumer URL of our own and wait for the camera's pushes."""
+        with receiver.receiving(self.camera, client.device.ip, self._wake) as inbox:
+            sub = client.subscribe(inbox.url, self.settings.termination_s)
+            self._subscribed(sub, "basic notification")
+            self._follow(client, sub, partial(self._pushed, inbox))
+
+    def _subscribed(self, sub: Subscription, mode: str) -> None:
         self._count("subscriptions")
         self.backoff.reset()
+        self._set(state="subscribed", detail="", subscription=sub.address, mode=mode)
+        log.info("camera=%s events subscribed (%s) at %s", self.camera, mode, sub.address)
+
+    def _follow(self, client: BaseNotificationClient, sub: Subscription,
+                receive: Callable[[Subscription, float], list[Notification]]) -> None:
+        """Receive notifications until stopped, renewing at half-life; unsubscribe on
+        stop. `receive(sub, timeout)` pulls or waits for pushes, at most `timeout`."""
+        s = self.settings
         renew_at = self._renew_time(sub.lifetime())
-        self._set(state="subscribed", detail="", subscription=sub.address)
-        log.info("camera=%s events subscribed at %s", self.camera, sub.address)
         try:
             while not self._stop.is_set():
                 now = self.clock.monotonic()
@@ -153,11 +188,9 @@ class EventSubscriber:
                     self._count("renewals")
                     renew_at = self._renew_time(sub.lifetime())
                     continue
-                timeout = max(1.0, min(s.pull_timeout_s, renew_at - now))
-                result = client.pull(sub, timeout, s.message_limit)
-                self._count("pulls")
-                self._count("notifications", len(result.notifications))
-                for note in result.notifications:
+                notes = receive(sub, max(1.0, min(s.pull_timeout_s, renew_at - now)))
+                self._count("notifications", len(notes))
+                for note in notes:
                     self.tracker.handle(note, self._time_us(note, client.clock_offset))
         finally:
             if self._stop.is_set():
@@ -166,6 +199,21 @@ class EventSubscriber:
                     log.info("camera=%s events unsubscribed", self.camera)
                 except Exception as exc:  # noqa: BLE001 - best effort on the way out
                     log.info("camera=%s unsubscribe failed: %s", self.camera, exc)
+
+    def _pulled(self, client: BaseNotificationClient, sub: Subscription,
+                timeout: float) -> list[Notification]:
+        """PullPoint: one long poll."""
+        result = client.pull(sub, timeout, self.settings.message_limit)
+        self._count("pulls")
+        return result.notifications
+
+    def _pushed(self, inbox: Inbox, sub: Subscription, timeout: float) -> list[Notification]:
+        """Basic notification: wait until the receiver delivers (or stop is asked: the
+        same event), then take what arrived. Cleared before taking, so a delivery in
+        between wakes the next wait at once instead of being missed."""
+        self.clock.sleep(timeout, self._wake)
+        self._wake.clear()
+        return inbox.take()
 
     def _renew_time(self, lifetime: float | None) -> float:
         """Renew when half the subscription's life is gone (the camera's own figure when

@@ -30,10 +30,14 @@ WHAT = "the MQTT settings"
 SECTION = "mqtt"
 CREDENTIALS_ID = "broker"
 TLS_PORT, PLAIN_PORT = 8883, 1883
-HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+# \Z, not $: "$" also matches before a final newline ("mqtt.lan\n" is no host name).
+HOST_NAME = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
+# A last label of digits only makes a number, not a name: the C resolver reads "10.1" or
+# "2130706433" as an IPv4 address in an old short form.
+NUMERIC_LAST_LABEL = re.compile(r"(^|\.)[0-9]+\Z")
 # A topic level of our own making: no wildcards, no empty levels, printable ASCII.
-TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
+TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9._~-]{1,64}\Z")
 MAX_TOPIC_LEVELS = 8
 
 
@@ -85,11 +89,12 @@ class MqttSettings:
 
 
 def valid_host(text: str) -> bool:
+    """An IP address, or a DNS name that cannot be read as a number."""
     try:
         ipaddress.ip_address(text)
         return True
     except ValueError:
-        return bool(HOST_NAME.match(text))
+        return bool(HOST_NAME.match(text)) and not NUMERIC_LAST_LABEL.search(text)
 
 
 def check_topic(text: str, name: str) -> None:

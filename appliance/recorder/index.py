@@ -139,6 +139,7 @@ class GapCause:
     NOT_LICENSED = "not_licensed"      # beyond the licensed channel count
     RECONFIGURED = "reconfigured"      # removed, disabled, or its address/password changed
     CRASH = "power_loss_or_crash"
+    DISK_MISSING = "disk_missing"      # the data disk was pulled out or failed while recording
     OUTSIDE_SCHEDULE = "outside_schedule"  # recording mode "off" at this time (not a failure)
     NO_EVENT = "no_event"              # events-only mode: nothing happened (not a failure)
 
@@ -401,6 +402,10 @@ class RecordingIndex:
                           "VALUES (?, ?, MAX(?, ?), ?, ?)",
                           (camera, start_us, end_us, start_us, cause, detail))
         return cur.lastrowid
+
+    def set_gap_cause(self, gap_id: int, cause: str, detail: str) -> None:
+        """Name the cause of a gap once it is known better (a stop that was a lost disk)."""
+        self._write("UPDATE gaps SET cause = ?, detail = ? WHERE id = ?", (cause, detail, gap_id))
 
     def close_gap(self, gap_id: int, end_us: int) -> None:
         self._write("UPDATE gaps SET end_us = MAX(?, start_us) WHERE id = ?", (end_us, gap_id))

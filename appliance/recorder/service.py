@@ -22,6 +22,7 @@ the retention thread promotes event footage and trims the rest (classes.py).
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -34,6 +35,7 @@ from appliance.config.recorder import CameraConfig, RecorderSettings
 from appliance.config.storage import StorageSettings
 from appliance.core.clock import Clock, RealClock
 from appliance.core.errors import DataLoss
+from appliance.core.files import atomic_write
 from appliance.core.sdnotify import SystemdNotifier
 from appliance.recorder.camera import CameraRecorder, Emit
 from appliance.recorder.index import GapCause, RecordingIndex
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 STATUS_EVERY = 2.0
 LICENCE_EVERY = 5.0
 EXIT_VOLUME_LOST = 75  # EX_TEMPFAIL: systemd restarts us; we wait for the disk
+VOLUME_LOST_NOTE = "volume-lost.json"   # in runtime_dir: why the next start finds a gap
 
 
 @dataclass
@@ -77,8 +80,11 @@ class Recorder:
                  camera_source: Callable[[], list[CameraConfig]] | None = None,
                  retention_overrides: Path | None = None,
                  recording_settings: Path | None = None,
-                 events_factory: Callable[[RecordingIndex], Any] | None = None) -> None:
+                 events_factory: Callable[[RecordingIndex], Any] | None = None,
+                 runtime_dir: Path | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.runtime_dir = runtime_dir     # survives our restarts, not on the data disk
+        self._lost_note: dict[str, Any] | None = None
         self.cameras = [cam for cam in cameras if cam.enabled]
         self.settings = settings
         self.storage = storage or StorageSettings()
@@ -135,6 +141,7 @@ class Recorder:
         clean = self.index.get_meta("clean_shutdown") != "0"
         self.index.set_meta("clean_shutdown", "0")
         self._clean_start = clean
+        self._lost_note = self._take_volume_lost_note()
         self._reload_recording()
         self.apply_licence()
         policy = RetentionPolicy(self.storage, {cam.name: cam.retention for cam in self.cameras},
@@ -325,8 +332,35 @@ class Recorder:
         log.critical("data disk lost: %s; recording stops and the recorder restarts to wait "
                      "for it", detail)
         self.gate.close("disk_missing", detail)
+        self._note_volume_lost(detail)
         self.exit_code = EXIT_VOLUME_LOST
         self._stop_all()
+
+    def _note_volume_lost(self, detail: str) -> None:
+        """The index went with the disk, so the gap's cause is noted beside us instead."""
+        if self.runtime_dir is None:
+            return
+        note = {"at_us": int(self.clock.wall() * 1e6), "detail": detail}
+        try:
+            atomic_write(self.runtime_dir / VOLUME_LOST_NOTE,
+                         json.dumps(note).encode(), durable=False)
+        except OSError as exc:
+            log.error("could not note the lost data disk in %s: %s", self.runtime_dir, exc)
+
+    def _take_volume_lost_note(self) -> dict[str, Any] | None:
+        if self.runtime_dir is None:
+            return None
+        path = self.runtime_dir / VOLUME_LOST_NOTE
+        try:
+            text = path.read_bytes()[:4096]
+            path.unlink()                       # used once, whatever it holds
+            note = json.loads(text)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring the lost-disk note %s: %s", path, exc)
+            return None
+        return note if isinstance(note, dict) else None
 
     def _stop_all(self) -> None:
         self.stop_event.set()
@@ -337,10 +371,19 @@ class Recorder:
         """The gap this camera is in at start: the one left open, or a crash gap."""
         index = self.index
         open_gaps = index.open_gaps(camera)
+        lost = (f"the data disk was lost while recording: "
+                f"{str(self._lost_note.get('detail', ''))[:300]}" if self._lost_note else "")
         if clean:
             for gap in open_gaps[:-1]:
                 index.close_gap(gap.id, open_gaps[-1].start_us)
-            return (open_gaps[-1].id, open_gaps[-1].cause) if open_gaps else None
+            if not open_gaps:
+                return None
+            last = open_gaps[-1]
+            if lost and last.cause == GapCause.RECORDER_STOPPED:
+                # it stopped because the disk went (and could still write that it stopped)
+                index.set_gap_cause(last.id, GapCause.DISK_MISSING, lost)
+                return last.id, GapCause.DISK_MISSING
+            return last.id, last.cause
         last_end = index.last_segment_end(camera) or 0
         heartbeat = index.statuses().get(camera, {}).get("heartbeat_us", 0)
         crash_at = max(last_end, heartbeat)
@@ -348,6 +391,9 @@ class Recorder:
             return None  # a camera that never recorded has nothing to account for
         for gap in open_gaps:
             index.close_gap(gap.id, crash_at)
+        if lost:
+            gap_id = index.open_gap(camera, crash_at, GapCause.DISK_MISSING, lost)
+            return gap_id, GapCause.DISK_MISSING
         gap_id = index.open_gap(camera, crash_at, GapCause.CRASH,
                                 "the recorder did not shut down cleanly (power loss or crash)")
         return gap_id, GapCause.CRASH

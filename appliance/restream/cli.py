@@ -1,15 +1,19 @@
 """`nvr restream`: `urls` shows each camera's restream URLs (the user, not the password
-unless --show-password); `run` is the daemon (unit vigil-restream)."""
+unless --show-password); `run` is the daemon (unit vigil-restream); `enabled` answers
+whether the owner switched the restream on (exit 0) or not (exit 1), for the unit's
+ExecCondition=."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from appliance.core.errors import InvalidConfig
+from appliance.core.errors import DataLoss, InvalidConfig
 from appliance.restream.login import DEFAULT_LOGIN, RestreamLogin
 from appliance.restream.plan import AUTH_METHODS, DEFAULT_AUTH_METHODS, DEFAULT_PORT
+from appliance.restream.settings import DEFAULT_SETTINGS, load_enabled
 
 DEFAULT_REGISTRY = "/persist/config/cameras.json"
 DEFAULT_SECRETS = "/persist/secrets/cameras"
@@ -17,8 +21,12 @@ DEFAULT_SECRETS = "/persist/secrets/cameras"
 
 def register(sub: argparse._SubParsersAction) -> None:
     restream = sub.add_parser("restream", help="each camera's streams served on the LAN for a "
-                              "VMS (urls: show them; run: the daemon)")
-    restream.add_argument("action", nargs="?", default="urls", choices=["urls", "run"])
+                              "VMS (urls: show them; run: the daemon; enabled: exit 0 "
+                              "when the owner switched it on, 1 when not)")
+    restream.add_argument("action", nargs="?", default="urls",
+                          choices=["urls", "run", "enabled"])
+    restream.add_argument("--settings", default=DEFAULT_SETTINGS,
+                          help="enabled: the owner's switch (JSON, off without the file)")
     restream.add_argument("--registry", default=DEFAULT_REGISTRY)
     restream.add_argument("--secrets", default=DEFAULT_SECRETS,
                           help="directory of the cameras' credentials (mode 0700)")
@@ -51,7 +59,22 @@ def cmd_restream(args: argparse.Namespace) -> int:
         raise InvalidConfig("--port must be from 1 to 65535")
     if args.action == "run":
         return run(args)
+    if args.action == "enabled":
+        return enabled(args)
     return urls(args)
+
+
+def enabled(args: argparse.Namespace) -> int:
+    """0 when switched on, 1 when off. systemd skips the unit's start on 1 without marking
+    it failed, and does not restart it; a damaged switch counts as off (said on stderr)."""
+    try:
+        on = load_enabled(Path(args.settings))
+    except DataLoss as exc:
+        print(f"nvr: the restream stays off: {exc}", file=sys.stderr)
+        return 1
+    if not on:
+        print(f"the restream is off ({args.settings})", file=sys.stderr)
+    return 0 if on else 1
 
 
 def urls(args: argparse.Namespace) -> int:

@@ -268,7 +268,11 @@ def cmd_hwd(args: argparse.Namespace) -> int:
     monitor = StorageMonitor(Path(args.state), Path(args.smart_history), volumes,
                              smart_every=args.smart_every, runner=runner)
     poe = start_poe(args, monitor.alerts.add)
-    control = ControlServer(Path(args.control), hwd_handlers(args, poe, runner),
+    def initialised(result) -> None:
+        # A disk initialised from now on is watched at once, not after the next start.
+        monitor.add_volume(DataVolume(result.fs_uuid, result.mountpoint))
+
+    control = ControlServer(Path(args.control), hwd_handlers(args, poe, runner, initialised),
                             group=args.control_group).start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -289,17 +293,33 @@ def cmd_hwd(args: argparse.Namespace) -> int:
     return 0
 
 
-def hwd_handlers(args: argparse.Namespace, poe, runner) -> dict:
+def hwd_handlers(args: argparse.Namespace, poe, runner, on_initialised=None) -> dict:
     """The commands vigil-hwd answers on its control socket (DESIGN.md, Processes)."""
+    from appliance.fleet_control import control_handlers as fleet_handlers
     from appliance.storage.control import control_handlers as storage_handlers
 
-    handlers = storage_handlers(Path(args.volumes), Path(args.state), runner=runner)
+    handlers = storage_handlers(Path(args.volumes), Path(args.state), runner=runner,
+                                on_initialised=on_initialised)
     handlers.update(system_handlers(args))
+    handlers.update(update_handlers(args))
+    handlers.update(fleet_handlers(Path(args.volumes).parent, Path(args.secrets).parent))
     if poe is not None:
         from appliance.poe.control import control_handlers as poe_handlers
 
         handlers.update(poe_handlers(poe.manager))
     return handlers
+
+
+def update_handlers(args: argparse.Namespace) -> dict:
+    """Field updates (appliance/update): install an uploaded bundle, show the slots."""
+    from appliance.update.cli import STATE_DIR, system_service
+    from appliance.update.control import control_handlers
+
+    def service():
+        return system_service(argparse.Namespace(state=str(STATE_DIR), data=args.data,
+                                                 backend=None))
+
+    return control_handlers(service, Path(args.data) / "update-upload")
 
 
 def system_handlers(args: argparse.Namespace) -> dict:

@@ -503,6 +503,23 @@ class DataDiskTracker:
                     key=f"volume-missing:{volume.uuid}"))
         return alerts
 
+    def add_volume(self, volume: DataVolume, disks: Iterable[Disk]) -> list[Alert]:
+        """A volume initialised while running (data-volumes.json is read only at start):
+        it replaces any volume at the same mount point, and the disks connected now are
+        looked at again, as at start, so the new one is tracked from this moment on."""
+        replaced = [v for v in self.volumes if v.mountpoint == volume.mountpoint]
+        self.volumes = tuple(v for v in self.volumes if v not in replaced) + (volume,)
+        for key, tracked in list(self._tracked.items()):
+            if tracked.volume in replaced:
+                del self._tracked[key]
+        alerts: list[Alert] = []
+        for disk in disks:
+            self._last_seen.pop(disk.sys_path, None)
+            alerts += self.disk_seen(disk, action="add", initial=True)
+        log.info("data volume added volume=%s mountpoint=%s tracked=%s", volume.uuid,
+                 volume.mountpoint, [t.key for t in self.tracked() if t.volume == volume])
+        return alerts
+
     def disk_seen(self, disk: Disk, action: str = "add", seqnum: int | None = None,
                   initial: bool = False) -> list[Alert]:
         """An add or change of a disk or one of its partitions (re-read as a whole disk)."""
@@ -717,6 +734,7 @@ class DiskWatcher:
     checker: Callable[[CheckRequest], CheckOutcome] | None = None
     _monitor: pyudev.Monitor | None = field(default=None, init=False)
     _done: queue.Queue = field(default_factory=queue.Queue, init=False)
+    _new_volumes: queue.Queue = field(default_factory=queue.Queue, init=False)
     _pool: ThreadPoolExecutor | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -732,10 +750,15 @@ class DiskWatcher:
                            mounts=self.mounts())
         self._emit(self.tracker.start(disks))
 
+    def add_volume(self, volume: DataVolume) -> None:
+        """From any thread (the initialise job): track `volume` from the next poll on."""
+        self._new_volumes.put(volume)
+
     def poll(self, timeout: float) -> bool:
         """Handle at most one udev event; False when none came within `timeout`."""
         if self._monitor is None:
             raise RuntimeError("DiskWatcher.start() first")
+        self._drain_new_volumes()
         self._drain_checks()
         device = self._monitor.poll(timeout=timeout)
         if device is not None:
@@ -776,6 +799,16 @@ class DiskWatcher:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+    def _drain_new_volumes(self) -> None:
+        while True:
+            try:
+                volume = self._new_volumes.get_nowait()
+            except queue.Empty:
+                return
+            disks = list_disks(self.context, include_virtual=self.include_virtual,
+                               mounts=self.mounts())
+            self._emit(self.tracker.add_volume(volume, disks))
 
     def _emit(self, alerts: list[Alert]) -> None:
         if alerts:

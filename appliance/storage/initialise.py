@@ -30,6 +30,8 @@ from appliance.core.clock import Clock, RealClock
 from appliance.core.errors import FailedPrecondition, InvalidConfig
 from appliance.storage import volume
 from appliance.core.commands import CommandResult, Runner, run_command
+from appliance.storage.disk_lock import LOCK_WAIT_SECONDS, DiskLocks
+from appliance.storage.raid import ArrayHealth, RaidMonitor
 from appliance.storage.disks import Disk, Mount, list_disks, read_mounts
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ RAID_DEVICE = "/dev/md/vigil-data"
 GPT_LINUX_FS = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 GPT_LINUX_RAID = "A19D880F-05FC-4D3B-A006-743F0F84911E"
 NODE_WAIT_SECONDS = 10.0
+SETTLE_SECONDS = 120          # udevadm settle's own limit; an emulated CPU is slow
 MKFS_TIMEOUT = 900.0          # lazy_itable_init keeps mkfs of 4 TB to seconds; discard may not
 MOUNT_OPTIONS = "noatime"
 DATA_DIR_OWNER = "vigil"  # the recorder's user (rootfs-overlay units)
@@ -53,13 +56,16 @@ Progress = Callable[[int, int, str, "float | None"], None]
 @dataclass(frozen=True)
 class Step:
     """One step of a plan. `kind` is "run" (argv, maybe with stdin), "wait" (for a device
-    node to appear), "mkdir" (the mount point) or "marker" (the data volume marker)."""
+    node to appear), "lock" and "unlock" (udev kept off `devices` in between: disk_lock),
+    "mirror" (the new array at `path` runs on both disks), "mkdir" (the mount point) or
+    "marker" (the data volume marker)."""
 
     kind: str
     name: str
     argv: tuple[str, ...] = ()
     stdin: str | None = None
     path: str = ""
+    devices: tuple[str, ...] = ()
     timeout: float = 60.0
     must_succeed: bool = True
 
@@ -260,13 +266,18 @@ def _mkfs_and_mount(target: str, fs_uuid: str, mountpoint: str) -> list[Step]:
 
 def _single_steps(disk: Disk, fs_uuid: str, mountpoint: str) -> tuple[list[Step], str]:
     target = partition_node(disk.device_node, 1)
-    return _wipe_and_partition(disk, GPT_LINUX_FS) + _mkfs_and_mount(target, fs_uuid,
-                                                                     mountpoint), target
+    return _udev_held_off([disk], _wipe_and_partition(disk, GPT_LINUX_FS)) + \
+        _mkfs_and_mount(target, fs_uuid, mountpoint), target
 
 
 def _raid1_steps(disks: Sequence[Disk], fs_uuid: str, mountpoint: str) -> tuple[list[Step], str]:
-    steps = [s for d in disks for s in _wipe_and_partition(d, GPT_LINUX_RAID)]
     members = [partition_node(d.device_node, 1) for d in disks]
+    # udev re-reads a disk's partition table after sfdisk closed it, which removes and
+    # re-adds its partitions; done after mdadm --create, that removal makes mdadm's own
+    # udev rule fail the member (mdadm -If). So the array is created only once udev has
+    # caught up with both new tables.
+    steps = _udev_held_off(disks, [s for d in disks
+                                   for s in _wipe_and_partition(d, GPT_LINUX_RAID)])
     steps += [
         # --bitmap=internal: after a USB hiccup only the changed regions resync.
         Step("run", "create the RAID1 array",
@@ -274,8 +285,31 @@ def _raid1_steps(disks: Sequence[Disk], fs_uuid: str, mountpoint: str) -> tuple[
               "--metadata=1.2", "--bitmap=internal", "--run", *members)),
         Step("wait", f"wait for {RAID_DEVICE} to appear", path=RAID_DEVICE,
              timeout=NODE_WAIT_SECONDS),
+        _udev_settle(),
+        Step("mirror", "check that both disks are in the new mirror", path=RAID_DEVICE),
     ]
     return steps + _mkfs_and_mount(RAID_DEVICE, fs_uuid, mountpoint), RAID_DEVICE
+
+
+def _udev_held_off(disks: Sequence[Disk], steps: list[Step]) -> list[Step]:
+    """`steps` with udev kept off the disks while they run (disk_lock), then given time
+    to catch up: to re-read the new tables and make links such as /dev/disk/by-uuid."""
+    nodes = tuple(d.device_node for d in disks)
+    return [
+        Step("lock", f"keep udev off {' and '.join(nodes)} while they are rewritten",
+             devices=nodes, timeout=LOCK_WAIT_SECONDS),
+        *steps,
+        Step("unlock", f"let udev see the new layout of {' and '.join(nodes)}",
+             devices=nodes),
+        _udev_settle(),
+    ]
+
+
+def _udev_settle() -> Step:
+    """Wait for udev's queue to drain (may fail: no udev on a development machine)."""
+    return Step("run", "wait for udev to finish", ("udevadm", "settle",
+                                                    f"--timeout={SETTLE_SECONDS}"),
+                timeout=SETTLE_SECONDS + 10, must_succeed=False)
 
 
 # --- running it -----------------------------------------------------------------------
@@ -291,6 +325,8 @@ def run_initialise(plan: Plan, confirm: str | None, progress: Progress | None = 
                    reinspect: Callable[[], Sequence[Disk]] | None = current_disks,
                    node_exists: Callable[[str], bool] = os.path.exists,
                    write_marker: Callable[[Path, str], str] = volume.write_marker,
+                   lock_disks: Callable[[Sequence[str], float, Clock], DiskLocks] = DiskLocks,
+                   check_mirror: Callable[[str], str] | None = None,
                    ) -> InitResult:
     """Run a plan made by `plan_initialise`; `confirm` must be its token.
 
@@ -307,12 +343,24 @@ def run_initialise(plan: Plan, confirm: str | None, progress: Progress | None = 
     total = len(plan.steps)
     log.warning("initialising disks=%s raid1=%s", ",".join(d.device_node for d in plan.disks),
                 plan.raid1)
-    for index, step in enumerate(plan.steps, 1):
-        if progress is not None:
-            progress(index, total, step.name, 0.0)
-        _run_step(index, step, plan, runner, clock, node_exists, write_marker)
-        if progress is not None:
-            progress(index, total, step.name, 100.0)
+    locks: list[DiskLocks] = []
+    try:
+        for index, step in enumerate(plan.steps, 1):
+            if progress is not None:
+                progress(index, total, step.name, 0.0)
+            if step.kind == "lock":
+                locks.append(lock_disks(step.devices, step.timeout, clock))
+            elif step.kind == "unlock":
+                while locks:
+                    locks.pop().release()
+            else:
+                _run_step(index, step, plan, runner, clock, node_exists, write_marker,
+                          check_mirror or mirror_problem)
+            if progress is not None:
+                progress(index, total, step.name, 100.0)
+    finally:
+        for held in locks:          # a failed step: udev gets the disks back
+            held.release()
     log.info("initialised device=%s uuid=%s mountpoint=%s", plan.target, plan.fs_uuid,
              plan.mountpoint)
     return InitResult(plan.fs_uuid, plan.mountpoint, plan.target, plan.raid1)
@@ -333,7 +381,8 @@ def _recheck(plan: Plan, disks: Sequence[Disk]) -> None:
 
 def _run_step(index: int, step: Step, plan: Plan, runner: Runner, clock: Clock,
               node_exists: Callable[[str], bool],
-              write_marker: Callable[[Path, str], str]) -> None:
+              write_marker: Callable[[Path, str], str],
+              check_mirror: Callable[[str], str]) -> None:
     if step.kind == "run":
         result = runner(step.argv, timeout=step.timeout, input=step.stdin)
         if result.returncode != 0 and step.must_succeed:
@@ -343,12 +392,39 @@ def _run_step(index: int, step: Step, plan: Plan, runner: Runner, clock: Clock,
             raise FailedPrecondition(
                 f"step {index}: {step.path} did not appear within {step.timeout:g} s (a loop "
                 f"device needs partition scanning: losetup -P)")
+    elif step.kind == "mirror":
+        problem = check_mirror(step.path)
+        if problem:
+            # Stopped, so the disks are free to be initialised again (a running array
+            # would make the next plan refuse them as its members).
+            runner(("mdadm", "--stop", step.path), timeout=60, input=None)
+            raise FailedPrecondition(
+                f"step {index}: {problem}. The mirror was stopped: initialise the two disks "
+                f"again; if it happens again, check their cables, power and SMART health")
     elif step.kind == "mkdir":
         Path(step.path).mkdir(parents=True, exist_ok=True)
     elif step.kind == "marker":
         write_marker(Path(step.path), plan.fs_uuid)
     else:
         raise InvalidConfig(f"unknown step kind {step.kind!r}")
+
+
+def mirror_problem(device: str,
+                   read_arrays: Callable[[], dict[str, ArrayHealth]] | None = None) -> str:
+    """Empty when the array just created at `device` runs on both members (resyncing is
+    fine); otherwise what is wrong, in one sentence for the owner."""
+    name = os.path.basename(os.path.realpath(device))
+    arrays = (read_arrays or RaidMonitor(use_mdadm=False).read)()
+    health = arrays.get(name)
+    if health is None:
+        return f"the new mirror {device} ({name}) is not running"
+    if health.faulty_members:
+        return (f"the new mirror {device} failed {', '.join(health.faulty_members)} as soon "
+                f"as it was created ({health.state}: {health.detail})")
+    if health.state not in ("healthy", "resyncing", "resync_pending") or \
+            (health.configured, health.working) != (2, 2):
+        return f"the new mirror {device} is {health.state}: {health.detail}"
+    return ""
 
 
 def prepare_data_dir(path: Path) -> None:

@@ -23,7 +23,7 @@ from appliance.storage.alerts import Alert
 from appliance.core.commands import Runner, run_command
 from appliance.core.files import atomic_write, read_fresh_json
 from appliance.storage.disks import (DataDiskTracker, DataVolume, DiskState, DiskWatcher,
-                                     list_disks, read_mounts)
+                                     check_and_mount, list_disks, read_mounts)
 from appliance.storage.raid import ArrayHealth, RaidMonitor, raid_alerts
 from appliance.storage.smart import SmartHistory, SmartReader
 
@@ -87,12 +87,22 @@ class StorageMonitor:
         self.history = SmartHistory(history_path)
         self.runner = runner
         self.alerts = AlertLog(self.state_dir / ALERTS_NAME, self.clock)
-        self.watcher = watcher_factory(self.tracker, self.alerts.add)
+        # Returned and known data disks are checked and mounted with the daemon's runner:
+        # on the box it mounts in the system's mount namespace (--system-mounts), where the
+        # recorder and the web see it. (Found by the update test in QEMU: after a reboot
+        # the disk was mounted, but only inside vigil-hwd's own sandbox.)
+        self.watcher = watcher_factory(
+            self.tracker, self.alerts.add,
+            checker=lambda request: check_and_mount(request.device_node, request.volume, runner))
         self.smart_devices = smart_devices or disk_nodes
         self.raid_every, self.smart_every = raid_every, smart_every
         self.arrays: dict[str, ArrayHealth] = {}
         self.smart_results: dict[str, dict[str, Any]] = {}
         self._unmounted: set[str] = set()
+
+    def add_volume(self, volume: DataVolume) -> None:
+        """A data disk initialised while running: watch it from now on (thread-safe)."""
+        self.watcher.add_volume(volume)
 
     # --- the loop ---------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:

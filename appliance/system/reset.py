@@ -42,7 +42,7 @@ KEPT_CONFIG = ("data-volumes.json",)
 # The owner's other settings files beside the configuration (retention, recording modes,
 # metrics access and its scrape token, the MQTT broker): erased, their defaults return.
 OWNER_SETTINGS = ("retention.json", "recording.json", "metrics.json", "metrics-token.json",
-                  "mqtt.json")
+                  "mqtt.json", "restream.json")
 
 
 def reset_files(paths: SystemPaths) -> list[str]:

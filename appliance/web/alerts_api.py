@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 from flask import Blueprint, abort, current_app, g, jsonify, request
@@ -41,12 +42,21 @@ RANK = {name: i for i, name in enumerate(SEVERITIES)}
 
 
 def _recorder_alerts() -> list[dict]:
+    """The index's alerts; none, and `g.recorder_alerts_error` says why, when the index
+    cannot be read (a data disk pulled out or failing: hwd's alerts about it must still
+    be listed)."""
     try:
         index = RecordingIndex(Path(current_app.config["VIGIL_DATA_DIR"]), readonly=True)
     except DataLoss:
         return []  # nothing recorded yet
+    except (sqlite3.Error, OSError) as exc:
+        g.recorder_alerts_error = f"the recorder's alerts cannot be read: {exc}"
+        return []
     try:
         rows = index.alerts()[-READ_MAX:]
+    except (sqlite3.Error, OSError) as exc:
+        g.recorder_alerts_error = f"the recorder's alerts cannot be read: {exc}"
+        return []
     finally:
         index.close()
     return [{"id": f"r{row['id']}", "time": row["time_us"] / 1e6, "severity": row["severity"],
@@ -107,7 +117,8 @@ def list_alerts():
                                                                   a["state"] == state)]
     active = sum(1 for a in items if a["state"] == "active" and not a["acknowledged"])
     return jsonify(alerts=items[:int(text)], active_unacknowledged=active,
-                   hwd_log=paths().hwd_state is not None)
+                   hwd_log=paths().hwd_state is not None,
+                   recorder_error=g.get("recorder_alerts_error", ""))
 
 
 @alerts.post("/alerts/<name>/acknowledge")

@@ -6,7 +6,10 @@ shells; the first-boot setup creates the admin (there is no default account).
 
 from __future__ import annotations
 
+import errno
 import importlib
+import sqlite3
+import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -17,6 +20,9 @@ from appliance.core.errors import (DataLoss, FailedPrecondition, InvalidConfig,
 from appliance.web import security
 from appliance.web.accounts import AccountStore, LoginFailed
 from appliance.web.services import WebPaths
+
+# What reading a file on a data disk that was pulled out (or is dying) fails with.
+DISK_GONE_ERRNOS = frozenset({errno.EIO, errno.ENODEV, errno.ENXIO, errno.ESTALE})
 
 # One blueprint per area; API blueprints live under /api/v1 (module, attribute).
 API_BLUEPRINTS = (
@@ -34,6 +40,8 @@ API_BLUEPRINTS = (
     ("appliance.web.system_api", "system"),
     ("appliance.web.recording_api", "recording"),
     ("appliance.web.metrics_api", "metrics"),
+    ("appliance.web.update_api", "update"),
+    ("appliance.web.integrations_api", "integrations"),
 )
 
 
@@ -67,6 +75,22 @@ def create_app(data_dir: Path, accounts: AccountStore, *,
                   500 if isinstance(exc, DataLoss) else
                   409 if isinstance(exc, FailedPrecondition) else 400)
         return jsonify(error=str(exc)), status
+
+    @app.errorhandler(sqlite3.Error)
+    def index_unreadable(exc: sqlite3.Error):
+        # The recorder's index lives on the data disk: pulled out, failing or corrupt.
+        app.logger.error("the recorder's index cannot be read: %s", exc)
+        return jsonify(error=f"the recordings cannot be read ({exc}): the data disk may be "
+                             f"missing or failing; see Alerts and Storage"), 503
+
+    @app.errorhandler(OSError)
+    def disk_unreadable(exc: OSError):
+        if exc.errno not in DISK_GONE_ERRNOS:
+            app.log_exception(sys.exc_info())
+            return jsonify(error="internal error"), 500
+        app.logger.error("a file cannot be read: %s", exc)
+        return jsonify(error=f"the recordings cannot be read ({exc.strerror}): the data disk "
+                             f"may be missing or failing; see Alerts and Storage"), 503
 
     for code, text in ((403, "not allowed for this user"), (404, "not found"),
                        (405, "method not allowed"), (413, "the request is too large")):

@@ -85,3 +85,13 @@ def login_page():
 @pages.get("/licence")
 def licence_page():
     return render_template("licence.html", page="licence")
+
+
+@pages.get("/update")
+def update_page():
+    return render_template("update.html", page="update")
+
+
+@pages.get("/integrations")
+def integrations_page():
+    return render_template("integrations.html", page="integrations")

@@ -25,6 +25,9 @@ PUBLIC = frozenset({"auth.setup_status", "auth.setup", "auth.login", "static",
                     "metrics.scrape"})
 PUBLIC_PREFIXES = ("pages.",)  # the HTML shells: they hold no data, the API does
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The one request body that is neither JSON nor small: an update bundle (admin only, CSRF
+# token still required), streamed to the data disk by update_api. Endpoint -> byte limit.
+BINARY_UPLOADS = {"update.upload": 1536 * 1024 * 1024}
 COOKIE = "vigil_session"
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -50,13 +53,16 @@ def install(app: Flask) -> None:
         allowed = frozenset(h.lower() for h in app.config.get("VIGIL_ALLOWED_HOSTS", ()))
         if not host_allowed(request.host or "", allowed):
             return jsonify(error="unknown host name"), 421
-        limit = app.config["MAX_CONTENT_LENGTH"]
+        binary_limit = BINARY_UPLOADS.get(request.endpoint or "")
+        limit = binary_limit or app.config["MAX_CONTENT_LENGTH"]
         if request.content_length is not None and request.content_length > limit:
             return jsonify(error="the request is too large"), 413
+        if binary_limit:
+            request.max_content_length = binary_limit
         accounts = app.config["VIGIL_ACCOUNTS"]
         endpoint = request.endpoint or ""
         public = endpoint in PUBLIC or endpoint.startswith(PUBLIC_PREFIXES)
-        if request.method in STATE_CHANGING and not request.is_json:
+        if request.method in STATE_CHANGING and not request.is_json and not binary_limit:
             return jsonify(error="state-changing requests must be JSON"), 415
         g.session = accounts.session(request.cookies.get(COOKIE))
         if public:

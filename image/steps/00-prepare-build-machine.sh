@@ -4,7 +4,8 @@
 # checks it (reference: mmdebstrap runs arm64 maintainer scripts through qemu-user).
 set -euo pipefail
 "$REPO/scripts/ensure-system-packages" mmdebstrap qemu-user-static binfmt-support arch-test \
-    squashfs-tools dosfstools mtools fdisk e2fsprogs bmap-tools xz-utils python3 git
+    squashfs-tools dosfstools mtools fdisk e2fsprogs bmap-tools xz-utils python3 git \
+    u-boot-tools
 if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
     mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 fi

@@ -68,13 +68,16 @@ def _mib(settings: Mapping[str, str], key: str) -> int:
 
 
 def plan(settings: Mapping[str, str]) -> list[Partition]:
-    """Boot, root A, root B (the same size: an update writes either), persist, in order."""
+    """Boot selection, boot A, boot B, root A, root B (each pair the same size: an update
+    writes either), persist, in order."""
     try:
         disk_id = str(uuid.UUID(settings["DISK_ID"]))
     except (KeyError, ValueError):
         raise LayoutError("DISK_ID must be a UUID (image/image.conf)") from None
     wanted = [
         (settings.get("BOOT_NAME", ""), _mib(settings, "BOOT_SIZE"), BASIC_DATA),
+        (settings.get("SLOT_BOOT_A_NAME", ""), _mib(settings, "SLOT_BOOT_SIZE"), BASIC_DATA),
+        (settings.get("SLOT_BOOT_B_NAME", ""), _mib(settings, "SLOT_BOOT_SIZE"), BASIC_DATA),
         (settings.get("ROOT_A_NAME", ""), _mib(settings, "ROOT_SIZE"), ROOT_ARM64),
         (settings.get("ROOT_B_NAME", ""), _mib(settings, "ROOT_SIZE"), ROOT_ARM64),
         (settings.get("PERSIST_NAME", ""), _mib(settings, "PERSIST_SIZE"), LINUX_DATA),

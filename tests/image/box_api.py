@@ -21,7 +21,12 @@ def insecure_context() -> ssl.SSLContext:
 
 
 def all_units_active(report) -> bool:
-    return all(report.units.get(unit) == "active" for unit in VIGIL_UNITS)
+    """Every vigil unit active; vigil-firstboot only runs while the device key is missing
+    (the first boot), so after that it stays inactive (its condition fails)."""
+    return all(report.units.get(unit) == "active" or
+               (unit == "vigil-firstboot" and report.units.get(unit) == "inactive"
+                and report.units.get("vigil-web") == "active")
+               for unit in VIGIL_UNITS)
 
 
 def exposed_listeners(report) -> list[tuple[str, str]]:
@@ -60,3 +65,34 @@ def initialise_data_disk(api: ApiClient, disks: list[str], mode: str) -> dict:
     return state
 
 
+
+
+def upload_bundle(api: ApiClient, bundle) -> tuple[int, dict]:
+    """POST the bundle file as the raw body, as the Update page does (streamed)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    size = bundle.stat().st_size
+    with open(bundle, "rb") as body:
+        request = urllib.request.Request(
+            api.base + "/api/v1/update/bundle", data=body, method="POST",
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size),
+                     "X-CSRF-Token": api.csrf})
+        try:
+            with api.opener.open(request, timeout=600) as response:
+                return response.status, json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"{}")
+
+
+def install_job(api: ApiClient, until_percent: int | None = None, timeout: float = 1800) -> dict:
+    """The update install job, polled until it is done (or has reached `until_percent`)."""
+    def state():
+        status, answer = api.json("GET", "/api/v1/update/job")
+        job = answer.get("job") if status == 200 else None
+        if job and (job["done"] or (until_percent is not None and job["percent"] >= until_percent)):
+            return job
+        return None
+
+    return wait_until(state, timeout, "the update install job", step=1)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.image.machine import QemuMachine, extract_boot_files, guest_command_line
+from tests.image.machine import UBOOT, QemuMachine, switch_on_console_report
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "var/test-artifacts/image"
@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT / "image/tools"))
 import layout  # noqa: E402  (image/tools runs on the build machine; not a package)
 
 pytestmark = pytest.mark.image
+MACHINES = pytest.StashKey[list]()
 TOOLS = ("qemu-system-aarch64", "qemu-img", "mcopy", "socat")
 
 
@@ -41,8 +42,10 @@ def find_image() -> Path:
 
 @pytest.fixture(scope="session")
 def image(tmp_path_factory) -> dict:
-    """The published .img.xz, decompressed once (sparse), with its kernel and initramfs."""
+    """The published .img.xz, decompressed once (sparse), the console report switched on."""
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if not UBOOT.exists():
+        missing.append(f"{UBOOT} (u-boot-qemu)")
     if missing:
         pytest.skip(f"missing {', '.join(missing)} (make image-test installs them)")
     packed = find_image()
@@ -56,17 +59,28 @@ def image(tmp_path_factory) -> dict:
                 target.write(chunk)
         target.truncate()
     settings = image_settings()
-    boot = layout.plan(settings)[0]
-    kernel, initrd = extract_boot_files(raw, boot.start, work / "boot")
-    cmdline = (ROOT / "image/boot/cmdline.txt").read_text().strip()
-    return {"raw": raw, "packed": packed, "kernel": kernel, "initrd": initrd,
-            "cmdline": guest_command_line(cmdline), "settings": settings}
+    partitions = {part.name: part for part in layout.plan(settings)}
+    switch_on_console_report(raw, partitions[settings["BOOT_NAME"]].start, work)
+    return {"raw": raw, "packed": packed, "settings": settings, "partitions": partitions}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed image test's report carries what each of its machines said about itself
+    (the journal's warnings, the last console report): CI keeps no console logs."""
+    report = yield
+    if report.failed and call.when == "call":
+        for number, machine in enumerate(item.stash.get(MACHINES, [])):
+            report.sections.append((f"machine {number}: what the box reported",
+                                    machine.diagnostics()))
+    return report
 
 
 @pytest.fixture
-def boot_machine(image, tmp_path):
+def boot_machine(image, tmp_path, request):
     """Boot a machine from the image: boot_machine(camera_port, data_disks=1)."""
-    machines = []
+    machines: list[QemuMachine] = []
+    request.node.stash[MACHINES] = machines
 
     def boot(camera_port: int, data_disks: int = 1, disk_gib: int = 16) -> QemuMachine:
         disks = []
@@ -75,8 +89,7 @@ def boot_machine(image, tmp_path):
             with open(disk, "wb") as handle:
                 handle.truncate(disk_gib << 30)
             disks.append(disk)
-        machine = QemuMachine(tmp_path / "machine", image["raw"], image["kernel"], image["initrd"],
-                              image["cmdline"], disks, camera_port)
+        machine = QemuMachine(tmp_path / "machine", image["raw"], disks, camera_port)
         machines.append(machine)
         return machine.start()
 

@@ -5,7 +5,9 @@ nothing listens but the web ports. Boot time and image size go to the test's rep
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -65,6 +67,7 @@ def test_image_boots_is_set_up_over_https_and_records_onto_the_data_disk(image, 
                    "30 s of recording from the camera", step=5)
         report = machine.wait_for_report(lambda r: "/srv/vigil" in r.mounts, 120,
                                          "the data disk mounted at /srv/vigil")
+        restream_codec = switch_on_the_restream_and_play_it(api, machine)
     finally:
         camera.stop()
 
@@ -87,9 +90,35 @@ def test_image_boots_is_set_up_over_https_and_records_onto_the_data_disk(image, 
         "image_bytes": image["raw"].stat().st_size,
         "image_allocated_bytes": image["raw"].stat().st_blocks * 512,
         "recorded_s": recorded_seconds(api, "gate"),
+        "restream_codec": restream_codec,
     }
     (ARTIFACTS / "boot-report.json").write_text(json.dumps(summary, indent=1) + "\n")
     print("image test:", json.dumps(summary))
+    assert restream_codec == "h264", restream_codec
+
+
+def switch_on_the_restream_and_play_it(api: ApiClient, machine) -> str:
+    """Issue 10's restream on the image: switched on from a new box's API, the relay starts,
+    makes its login and serves the camera to an RTSP client on the LAN (here ffprobe
+    through QEMU's port forward). The codec ffprobe read."""
+    status, switched = api.json("PUT", "/api/v1/restream", {"enabled": True})
+    assert status == 200 and switched["enabled"] and not switched["problems"], switched
+    machine.wait_for_report(lambda r: any(address.endswith(":8554") for _, address in r.listening),
+                            300, "the restream listening on port 8554")
+    status, login = api.json("GET", "/api/v1/restream/login")
+    assert status == 200, login
+    status, view = api.json("GET", "/api/v1/restream")
+    main = urllib.parse.urlsplit(view["cameras"][0]["main"])
+    url = main._replace(netloc=f"{login['user']}:{urllib.parse.quote(login['password'], safe='')}"
+                               f"@127.0.0.1:{machine.rtsp_port}").geturl()
+
+    def probed():
+        out = subprocess.run(["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-show_entries",
+                              "stream=codec_name", "-of", "json", url],
+                             capture_output=True, text=True, timeout=90)
+        streams = json.loads(out.stdout or "{}").get("streams") if out.returncode == 0 else None
+        return streams[0]["codec_name"] if streams else None
+    return wait_until(probed, 300, "ffprobe reading the restream", step=5)
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):

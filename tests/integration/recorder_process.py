@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from tests.waiting import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -74,6 +76,16 @@ class RecorderProcess:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)   # every thread's stack into the log
+            try:
+                wait_until(lambda: "most recent call first" in self.log_tail(400), 5,
+                           "the recorder's thread dump")
+            finally:
+                self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"the recorder did not stop within {timeout:g} s of "
+                                 f"SIGTERM; log tail:\n{self.log_tail(120)}") from None
         finally:
             self._reader.join(5)
             self._log.close()

@@ -60,10 +60,12 @@ def test_events_only_keeps_the_event_window_and_trims_the_rest(small_clip, camer
         index.close_event(event_id, t + 3 * S)
         window = (t - PRE * S, t + 3 * S + POST * S)
 
-        def trimmed_after_event():
-            return [d for d in index.deletions("cam") if d.start_us >= window[1]]
-        wait_until(trimmed_after_event, 60, "rolling footage after the event removed")
+        def done_deletions():    # the row is written 'pending' before the file goes
+            return [d for d in index.deletions("cam") if d.state == "done"]
+        wait_until(lambda: [d for d in done_deletions() if d.start_us >= window[1]], 60,
+                   "rolling footage after the event removed")
         checked_at = now_us()
+        deletions = done_deletions()     # before the listing: retention goes on meanwhile
         segments = index.segments("cam")
         on_disk = set(segment_files(data))
         rec.stop()
@@ -89,7 +91,6 @@ def test_events_only_keeps_the_event_window_and_trims_the_rest(small_clip, camer
     assert not [s for s in segments if s.end_us <= events[0].start_us]
     # what was removed is audited and gone from the disk; the disk holds only the index's
     # files and the segment being written
-    deletions = index.deletions("cam")
     assert deletions and {d.rule for d in deletions} == {ROLLING_RULE}
     assert not on_disk & {d.path for d in deletions}
     assert len(on_disk - {s.path for s in segments}) <= 1

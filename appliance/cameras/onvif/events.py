@@ -1,5 +1,6 @@
 """ONVIF events over a PullPoint subscription: the camera keeps the notifications, we
-fetch them with a long poll. No server on the box, nothing the camera can push at us.
+fetch them with a long poll. No server on the box, nothing the camera can push at us
+(cameras without PullPoint: basenotify.py, where the camera pushes Notify to the box).
 
     client = PullPointClient(xaddr, creds, policy)
     client.sync_clock()
@@ -47,6 +48,7 @@ ACTIONS = {
     "PullMessages": f"{TEV}/PullPointSubscription/PullMessagesRequest",
     "Renew": "http://docs.oasis-open.org/wsn/bw-2/SubscriptionManager/RenewRequest",
     "Unsubscribe": "http://docs.oasis-open.org/wsn/bw-2/SubscriptionManager/UnsubscribeRequest",
+    "Subscribe": "http://docs.oasis-open.org/wsn/bw-2/NotificationProducer/SubscribeRequest",
 }
 MAX_MESSAGES = 64          # per PullMessages: MessageLimit never asks for more, nor is more read
 MAX_ITEMS = 16             # SimpleItems per Source / Data
@@ -56,6 +58,10 @@ MAX_REFERENCE_PARAMETERS = 4096   # bytes of wsa:ReferenceParameters echoed back
 
 class NoPullPoint(OperationFault):
     """The camera has no event service or refuses PullPoint subscriptions."""
+
+
+class NoEventService(NoPullPoint):
+    """The camera has no event service at all (so no basic notification either)."""
 
 
 @dataclass(frozen=True)
@@ -145,36 +151,61 @@ def notification(msg: ET.Element) -> Notification | None:
                         _items(child(inner, "Source")), _items(child(inner, "Data")))
 
 
-def pull_messages(root: ET.Element) -> PullResult:
-    resp = expect(root, "PullMessagesResponse", "PullMessages")
+def notification_messages(parent: ET.Element, what: str) -> list[Notification]:
+    """The wsnt:NotificationMessage children of a PullMessagesResponse or a Notify (the
+    same schema type in both), at most MAX_MESSAGES."""
     found = []
-    for msg in children(resp, "NotificationMessage"):
+    for msg in children(parent, "NotificationMessage"):
         if len(found) >= MAX_MESSAGES:
-            log.info("PullMessages answer has more than %d messages; the rest was dropped",
-                     MAX_MESSAGES)
+            log.info("%s has more than %d messages; the rest was dropped", what, MAX_MESSAGES)
             break
         note = notification(msg)
         if note is not None:
             found.append(note)
-    return PullResult(found, parse_time(text(resp, "CurrentTime", limit=64)),
+    return found
+
+
+def pull_messages(root: ET.Element) -> PullResult:
+    resp = expect(root, "PullMessagesResponse", "PullMessages")
+    return PullResult(notification_messages(resp, "PullMessages answer"),
+                      parse_time(text(resp, "CurrentTime", limit=64)),
                       parse_time(text(resp, "TerminationTime", limit=64)))
 
 
-def subscription(root: ET.Element) -> Subscription:
-    resp = expect(root, "CreatePullPointSubscriptionResponse", "CreatePullPointSubscription")
+def subscription(root: ET.Element, operation: str = "CreatePullPointSubscription"
+                 ) -> Subscription:
+    """The subscription in a CreatePullPointSubscriptionResponse or (operation
+    "Subscribe") a WS-BaseNotification SubscribeResponse: both carry a
+    SubscriptionReference, CurrentTime and TerminationTime."""
+    resp = expect(root, f"{operation}Response", operation)
     ref = child(resp, "SubscriptionReference")
     address = text(ref, "Address", limit=2048)
     if not address:
-        raise BadResponse("CreatePullPointSubscription: the answer has no subscription address")
+        raise BadResponse(f"{operation}: the answer has no subscription address")
     params = child(ref, "ReferenceParameters")
     echoed = ""
     if params is not None:
         echoed = "".join(ET.tostring(p, encoding="unicode") for p in params)
         if len(echoed) > MAX_REFERENCE_PARAMETERS:
-            raise BadResponse("CreatePullPointSubscription: the reference parameters are "
+            raise BadResponse(f"{operation}: the reference parameters are "
                               f"larger than {MAX_REFERENCE_PARAMETERS} bytes")
     return Subscription(address, echoed, parse_time(text(resp, "TerminationTime", limit=64)),
                         parse_time(text(resp, "CurrentTime", limit=64)))
+
+
+def renew_request(termination_s: float) -> str:
+    """The wsnt:Renew body: the same for a PullPoint and a basic subscription."""
+    return (f'<wsnt:Renew xmlns:wsnt="{WSNT}"><wsnt:TerminationTime>'
+            f"{duration(termination_s)}</wsnt:TerminationTime></wsnt:Renew>")
+
+
+def addressing_header(url: str, operation: str, reference_parameters: str = "") -> str:
+    """WS-Addressing To, Action and MessageID, and the subscription's reference
+    parameters, which subscription managers route by."""
+    return (f'<wsa:Action xmlns:wsa="{WSA}">{ACTIONS[operation]}</wsa:Action>'
+            f'<wsa:To xmlns:wsa="{WSA}">{xml_text(url)}</wsa:To>'
+            f'<wsa:MessageID xmlns:wsa="{WSA}">urn:uuid:{uuid.uuid4()}</wsa:MessageID>'
+            f"{reference_parameters}")
 
 
 def renewed(root: ET.Element) -> tuple[float | None, float | None]:
@@ -207,7 +238,8 @@ class PullPointClient(OnvifClient):
         """The event service address (GetServices / GetCapabilities), pinned to the host."""
         found = self.services()
         if "events" not in found:
-            raise NoPullPoint(f"the camera at {self.device.host} has no ONVIF event service")
+            raise NoEventService(f"the camera at {self.device.host} has no ONVIF event "
+                                 "service")
         self.events_url = found["events"]
         return self.events_url
 
@@ -226,11 +258,8 @@ class PullPointClient(OnvifClient):
         """One event request with WS-Addressing headers (To, Action, MessageID and the
         subscription's reference parameters), which subscription managers route by."""
         action = ACTIONS[operation]
-        header = (f'<wsa:Action xmlns:wsa="{WSA}">{action}</wsa:Action>'
-                  f'<wsa:To xmlns:wsa="{WSA}">{xml_text(url)}</wsa:To>'
-                  f'<wsa:MessageID xmlns:wsa="{WSA}">urn:uuid:{uuid.uuid4()}</wsa:MessageID>')
-        if sub is not None:
-            header += sub.reference_parameters
+        params = sub.reference_parameters if sub is not None else ""
+        header = addressing_header(url, operation, params)
         if self.credentials is not None:
             header += security_header(self.credentials,
                                       self.clock.wall() + (self.clock_offset or 0.0))
@@ -294,9 +323,8 @@ class PullPointClient(OnvifClient):
                                         extra_s=timeout_s))
 
     def renew(self, sub: Subscription, termination_s: float) -> Subscription:
-        body = (f'<wsnt:Renew xmlns:wsnt="{WSNT}"><wsnt:TerminationTime>'
-                f"{duration(termination_s)}</wsnt:TerminationTime></wsnt:Renew>")
-        termination, current = renewed(self._send(sub.address, "Renew", body, sub))
+        termination, current = renewed(self._send(sub.address, "Renew",
+                                                  renew_request(termination_s), sub))
         return Subscription(sub.address, sub.reference_parameters, termination, current)
 
     def unsubscribe(self, sub: Subscription) -> None:

@@ -46,8 +46,11 @@ async function load() {
     state.alerts = answer.alerts;
     const list = vigil.$("alerts");
     list.replaceChildren(...answer.alerts.map(alertItem));
-    vigil.status(answer.alerts.length ? `${answer.active_unacknowledged} active, not acknowledged`
-      : "No alerts.");
+    const summary = answer.alerts.length
+      ? `${answer.active_unacknowledged} active, not acknowledged` : "No alerts.";
+    // The recorder's own alerts live on the data disk: say so when they cannot be read.
+    vigil.status(answer.recorder_error ? `${summary} ${answer.recorder_error}` : summary,
+      Boolean(answer.recorder_error));
     state.error = "";
   } catch (err) {
     state.error = vigil.explain(err);

@@ -125,3 +125,16 @@ def test_a_box_started_without_its_data_disk_alerts_and_mounts_it_when_plugged(
     assert alert["severity"] == "critical" and alert["key"] == f"volume-missing:{USB_UUID}"
     assert out["plugged"]["states"] == {USB_KEY: "mounted"}
     assert [a["severity"] for a in out["plugged"]["alerts"]] == ["info", "info"]
+
+
+def test_a_disk_initialised_while_running_is_watched_at_once(gi_path, tmp_path):
+    """data-volumes.json is read at start; a disk initialised after that must not wait
+    for the next start to be watched (tests/image/test_image_usb_data_disk.py found a
+    pulled-out new disk with no alert and no remount)."""
+    out = run_scenario("initialised_while_running", gi_path, tmp_path)
+    assert out["start"] == {"states": {}, "alerts": []}
+    assert out["initialised"] == {"states": {USB_KEY: "mounted"}, "alerts": [],
+                                  "commands": []}, "mounted by initialise: nothing to check"
+    assert out["unplugged"]["states"] == {USB_KEY: "missing"}
+    [alert] = out["unplugged"]["alerts"]
+    assert alert["severity"] == "critical" and "removed" in alert["message"]

@@ -191,8 +191,40 @@ def scenario_missing_at_start(fixtures: Path, work: Path) -> dict[str, Any]:
     return out
 
 
+def scenario_initialised_while_running(fixtures: Path, work: Path) -> dict[str, Any]:
+    """A box without a data volume; the owner initialises the USB disk (it ends mounted)
+    and, still in the same run, pulls it out."""
+    bed = UMockdev.Testbed.new()
+    for name in ("emmc-boot", "usb-uas-disk"):
+        load(bed, fixtures, name)
+    volume = DataVolume(USB_UUID, str(work / "vigil"))
+    mounts = [ROOT, BOOT]
+    runner = RecordingRunner()
+    tracker = DataDiskTracker([])
+    alerts: list = []
+    watcher = DiskWatcher(tracker, on_alerts=alerts.extend, context=pyudev.Context(),
+                          mounts=lambda: list(mounts),
+                          checker=lambda req: check_and_mount(req.device_node, req.volume,
+                                                              runner))
+    out: dict[str, Any] = {}
+    watcher.start()
+    out["start"] = {"states": states(tracker), "alerts": [a.to_json() for a in alerts]}
+    mounts.append(Mount(os.makedev(8, 17), volume.mountpoint, "/dev/sdb1", "ext4"))
+    watcher.add_volume(volume)                    # from the initialise job's thread
+    pump(watcher, lambda: tracker.state_of(USB_KEY) == DiskState.MOUNTED)
+    out["initialised"] = {"states": states(tracker), "alerts": [a.to_json() for a in alerts],
+                          "commands": list(runner.calls)}
+    unplug(bed, USB_DISK, ["sdb1"], [USB_INTERFACE])
+    mounts[2:] = []
+    pump(watcher, lambda: tracker.state_of(USB_KEY) == DiskState.MISSING)
+    out["unplugged"] = {"states": states(tracker), "alerts": [a.to_json() for a in alerts]}
+    watcher.close()
+    return out
+
+
 SCENARIOS = {"inventory": scenario_inventory, "hotplug": scenario_hotplug,
-             "missing_at_start": scenario_missing_at_start}
+             "missing_at_start": scenario_missing_at_start,
+             "initialised_while_running": scenario_initialised_while_running}
 
 
 def main(argv: list[str]) -> int:

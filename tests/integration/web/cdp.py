@@ -142,6 +142,13 @@ class Chromium:
                 raise CdpError(f"{url} did not load within {timeout} s")
             self.pump(0.1)
 
+    def choose_files(self, selector: str, *paths: Path) -> None:
+        """What picking files in the file dialog does to an <input type=file>."""
+        found = self.send("Runtime.evaluate",
+                          expression=f"document.querySelector({json.dumps(selector)})")
+        self.send("DOM.setFileInputFiles", files=[str(p) for p in paths],
+                  objectId=found["result"]["objectId"])
+
     def set_cookie(self, url: str, name: str, value: str) -> None:
         ok = self.send("Network.setCookie", url=url, name=name, value=value, httpOnly=True,
                        sameSite="Strict")
@@ -240,3 +247,28 @@ class Chromium:
             except ProcessLookupError:
                 pass
         self._log.close()
+
+
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
+
+
+def admin_phone_browser(profile: Path, site, locale: str | None = None) -> Chromium:
+    """Chromium at a phone's size, logged in with the session of `site.admin` (an
+    ApiClient after login), for the admin pages' tests. Close it when done."""
+    from appliance.web.security import COOKIE
+
+    chrome = Chromium(profile)
+    token = next(c.value for c in site.admin.jar if c.name == COOKIE)
+    chrome.set_cookie(site.base + "/", COOKIE, token)
+    chrome.send("Emulation.setDeviceMetricsOverride", **PHONE)
+    if locale:
+        chrome.send("Emulation.setLocaleOverride", locale=locale)   # dates' format
+    return chrome
+
+
+def needs_chromium():
+    """The skip marker of every browser test: Debian's chromium, which `make setup` installs."""
+    import pytest
+
+    return pytest.mark.skipif(find_chromium() is None, reason="Debian's chromium is not "
+                              "installed (make setup installs it; see the Makefile DEBS)")

@@ -116,3 +116,30 @@ def test_without_hwd_only_the_recorders_alerts(site):
     status, answer = s.admin.json("GET", "/api/v1/alerts")
     assert status == 200 and [a["origin"] for a in answer["alerts"]] == ["recorder"]
     assert answer["hwd_log"] is False
+
+
+# --- the data disk pulled out or failing -----------------------------------------------
+
+def spoil_index(s: Site) -> None:
+    """What a dying disk gives sqlite: bytes that are not a database."""
+    (s.data / "index.sqlite3").write_bytes(b"\xde\xad" * 4096)
+    for suffix in ("-wal", "-shm"):
+        (s.data / f"index.sqlite3{suffix}").unlink(missing_ok=True)
+
+
+def test_hwd_alerts_are_listed_when_the_recorders_index_cannot_be_read(alerting):
+    """The disk holding the index is gone: hwd's alert saying so must still be seen
+    (tests/image/test_image_usb_data_disk.py found a 500 here on a real unplug)."""
+    spoil_index(alerting)
+    status, answer = alerting.admin.json("GET", "/api/v1/alerts")
+    assert status == 200, answer
+    assert [a["origin"] for a in answer["alerts"]] == ["vigil-hwd"] * 3
+    assert "was removed" in answer["alerts"][0]["text"]
+    assert answer["recorder_error"].startswith("the recorder's alerts cannot be read")
+
+
+def test_other_reads_of_an_unreadable_index_are_a_503_with_the_reason(alerting):
+    spoil_index(alerting)
+    status, answer = alerting.admin.json("GET", "/api/v1/cameras/door/timeline")
+    assert status == 503, answer
+    assert "the data disk may be missing or failing" in answer["error"]

@@ -41,6 +41,16 @@ from tests.network_guard import outside_world_blocked
 
 SPEC = load_spec()
 OPERATIONS = operations(SPEC)
+
+
+def _binary(op) -> bool:
+    """The update upload: its body is the bundle file itself, not JSON (security.py's
+    BINARY_UPLOADS); its refusals of bad bundles are in tests/integration/update."""
+    body = op.spec.get("requestBody", {}).get("content", {})
+    return "application/octet-stream" in body
+
+
+JSON_OPERATIONS = [op for op in OPERATIONS if not _binary(op)]
 MARKER = f"vigil-hostile-{uuid.uuid4().hex[:12]}"   # names every file a payload could make
 TWO_MIB = 2 * 1024 * 1024
 PASSWD_LINE = re.compile(rb"root:[^:\n]*:0:0:")   # a traversal that read /etc/passwd
@@ -198,11 +208,12 @@ class Checker:
 
     def send(self, what: str, url: str, *, body: Any = None, raw: bytes | None = None,
              content_type: str = "application/json", query: dict | None = None,
-             headers: dict | None = None, client=None):
+             headers: dict | None = None, client=None, environ: dict | None = None):
         rig = self.site.rig
         hdrs = {"X-CSRF-Token": rig.csrf} if self.op.method in STATE_CHANGING else {}
         hdrs.update(headers or {})
-        kwargs: dict[str, Any] = {"query_string": query or {}, "headers": hdrs}
+        kwargs: dict[str, Any] = {"query_string": query or {}, "headers": hdrs,
+                                  "environ_overrides": environ or {}}
         if raw is not None:
             kwargs.update(data=raw, content_type=content_type)
         elif self.op.method in STATE_CHANGING or body is not None:
@@ -313,7 +324,7 @@ def _base_body(op: Operation) -> Any:
 # --- the sweep ------------------------------------------------------------------------------------
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("op", OPERATIONS, ids=lambda op: op.label)
+@pytest.mark.parametrize("op", JSON_OPERATIONS, ids=lambda op: op.label)
 def test_hostile_values_in_every_field_are_refused_and_change_nothing(site, op):
     base_url = op.url(**_path_values(op))
     base_query, base_body = _base_query(op), _base_body(op)
@@ -399,6 +410,9 @@ def _parameters(check: Checker, op: Operation, query: dict, body: Any) -> None:
 
 @pytest.mark.parametrize("op", OPERATIONS, ids=lambda op: op.label)
 def test_transport_level_attacks_are_refused_and_change_nothing(site, op):
+    if _binary(op):
+        _transport_attacks_on_the_bundle_upload(site, op)
+        return
     check = Checker(site, op)
     url, query = op.url(**_path_values(op)), _base_query(op)
     body = _base_body(op) if op.method in STATE_CHANGING else None
@@ -431,6 +445,31 @@ def test_transport_level_attacks_are_refused_and_change_nothing(site, op):
         forged.set_cookie("vigil_session", "x" * 200)
         check.refused("a forged cookie", check.send(
             "forged", url, body=body, query=query, client=forged), 401)
+    assert not check.problems, f"{op.label}:\n" + "\n".join(check.problems)
+
+
+def _transport_attacks_on_the_bundle_upload(site, op) -> None:
+    """The same attacks on the one raw-body route: a bundle-sized Content-Length beyond
+    1.5 GiB, JSON or a form instead of the file, no or another CSRF token, a foreign Host,
+    a replayed or forged cookie: all refused before a byte is stored."""
+    check = Checker(site, op)
+    url = op.url()
+    octet = {"raw": b"not a bundle", "content_type": "application/octet-stream"}
+    check.refused("a body beyond 1.5 GiB", check.send(      # announced, not sent
+        "huge", url, **octet, environ={"CONTENT_LENGTH": str(2 << 30)}), 413)
+    for header in ("evil.example", "evil.example:443"):
+        check.refused(f"Host: {header}", check.send("host", url, **octet, headers={"Host": header}), 421)
+    check.refused("a form post", check.send(
+        "form", url, raw=b"a=b", content_type="application/x-www-form-urlencoded"), 415)
+    check.refused("JSON instead of the file", check.send("json", url, body={"file": "/etc/passwd"}), 415)
+    check.refused("no CSRF token", check.send("no csrf", url, **octet, headers={"X-CSRF-Token": ""}), 403)
+    check.refused("another session's CSRF token", check.send(
+        "wrong csrf", url, **octet, headers={"X-CSRF-Token": "x" * 43}), 403)
+    for name, cookie in (("the cookie of a session that logged out", site.replayed_cookie),
+                         ("a forged cookie", "x" * 200)):
+        client = site.rig.app.test_client()
+        client.set_cookie("vigil_session", cookie)
+        check.refused(name, check.send(name, url, **octet, client=client), 401)
     assert not check.problems, f"{op.label}:\n" + "\n".join(check.problems)
 
 

@@ -11,12 +11,14 @@ import http.client
 import ipaddress
 import json
 import os
+import resource
 import socket
 import ssl
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 import warnings
@@ -29,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from appliance.storage.volume import write_marker
 from appliance.web import https_server, tls
 from hw.camsim.clips import ensure_clip
 from hw.camsim.server import SimCamera, free_port
@@ -46,7 +49,9 @@ class NvrServe:
     """`nvr serve` in production mode on two loopback ports; ready when systemd would be
     told so (READY=1 on a NOTIFY_SOCKET this test listens on)."""
 
-    def __init__(self, tmp: Path, *extra: str) -> None:
+    def __init__(self, tmp: Path, *extra: str, file_size_limit: int | None = None) -> None:
+        """`file_size_limit`: RLIMIT_FSIZE for the server (bytes): a write past it fails
+        with EFBIG, as one on a full disk fails with ENOSPC."""
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.https_port, self.http_port = free_port(), free_port()
@@ -67,8 +72,11 @@ class NvrServe:
         self.notify.settimeout(30)
         self.log_path = tmp / "serve.log"
         self._log = open(self.log_path, "ab")
+        limit = None if file_size_limit is None else \
+            (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit,) * 2))
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self._log, stderr=self._log,
-                                     env={**os.environ, "NOTIFY_SOCKET": "@" + address})
+                                     env={**os.environ, "NOTIFY_SOCKET": "@" + address},
+                                     preexec_fn=limit)
         try:
             self.ready = self.notify.recv(4096).decode()
         except socket.timeout:
@@ -141,8 +149,9 @@ def plain_request(port: int, method: str, path: str, host: str | None):
 def serve(tmp_path):
     servers: list[NvrServe] = []
 
-    def start(*extra: str) -> NvrServe:
-        server = NvrServe(tmp_path / f"box{len(servers)}", *extra)
+    def start(*extra: str, file_size_limit: int | None = None) -> NvrServe:
+        server = NvrServe(tmp_path / f"box{len(servers)}", *extra,
+                          file_size_limit=file_size_limit)
         servers.append(server)
         return server
     yield start
@@ -430,3 +439,74 @@ def test_development_mode_serves_plain_http_on_loopback_only(tmp_path):
         proc.terminate()
         proc.wait(30)
         log.close()
+
+
+def refused_upload(client: ApiClient, base: str, size: int) -> tuple[int, str]:
+    """POST `size` bytes as a bundle, all sent before the answer is read (as urllib and a
+    browser's XHR do); the refusal's status and reason."""
+    request = urllib.request.Request(
+        base + "/api/v1/update/bundle", data=bytes(size), method="POST",
+        headers={"Content-Type": "application/octet-stream", "X-CSRF-Token": client.csrf})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        client.opener.open(request, timeout=120)
+    return refused.value.code, json.loads(refused.value.read())["error"]
+
+
+def with_data_disk(box: NvrServe) -> NvrServe:
+    """The box's data directory marked as an initialised data disk (which takes uploads)."""
+    (box.tmp / "data").mkdir(exist_ok=True)
+    write_marker(box.tmp / "data")
+    return box
+
+
+def test_an_update_upload_refused_before_its_body_is_read_still_gets_its_reason(serve):
+    """gunicorn streams request bodies. A refusal known before the body is read (here: no
+    data disk) must still reach a client that sends the whole body before it reads (urllib,
+    a browser's XHR): the body is read and dropped first, so the owner sees the reason,
+    not a connection broken off mid-upload."""
+    box = serve()
+    client = box.client()
+    status, reason = refused_upload(client, box.base, 64 << 20)
+    assert status == 409 and "no data disk" in reason
+    status, _ = client.json("GET", "/api/v1/users")      # the server goes on serving
+    assert status == 200
+
+
+def test_an_update_upload_that_fills_the_disk_mid_way_still_gets_its_reason(serve):
+    """The disk fills while the bundle is coming in (here: the server may write no file
+    past 16 MiB): the rest of the body is read and dropped, the owner gets the reason,
+    and no partial file is left on the data disk."""
+    box = with_data_disk(serve(file_size_limit=16 << 20))
+    client = box.client()
+    status, reason = refused_upload(client, box.base, 64 << 20)
+    assert status == 409, (reason, box.log())
+    assert "no more room" in reason and "nothing was installed" in reason
+    assert list((box.tmp / "data" / "update-upload").iterdir()) == []
+    status, _ = client.json("GET", "/api/v1/users")      # the server goes on serving
+    assert status == 200
+
+
+@pytest.mark.timeout(120)
+def test_an_update_upload_may_pause_longer_than_the_send_timeout(serve):
+    """A bundle sent over Wi-Fi or a VPN may stall for a while: a pause longer than the
+    server's send timeout (which also bounds reads) does not cut the upload off. The
+    whole body arrives; this box has no vigil-hwd to install it, which is the answer."""
+    box = with_data_disk(serve())
+    client = box.client()
+    body = bytes(4 << 20)
+    conn = http.client.HTTPSConnection("127.0.0.1", box.https_port, timeout=60,
+                                       context=box.generated_context())
+    conn.putrequest("POST", "/api/v1/update/bundle", skip_host=True)
+    for name, value in (("Host", HOSTNAME), ("Content-Type", "application/octet-stream"),
+                        ("Content-Length", str(len(body))), ("X-CSRF-Token", client.csrf),
+                        ("Cookie", "; ".join(f"{c.name}={c.value}" for c in client.jar))):
+        conn.putheader(name, value)
+    conn.endheaders()
+    conn.send(body[: len(body) // 2])
+    time.sleep(https_server.SEND_TIMEOUT + 3)    # the stall itself, not a wait for something
+    conn.send(body[len(body) // 2:])
+    answer = conn.getresponse()
+    reason = json.loads(answer.read())["error"]
+    conn.close()
+    assert answer.status == 503 and "vigil-hwd" in reason, (answer.status, reason, box.log())
+    assert list((box.tmp / "data" / "update-upload").iterdir()) == []

@@ -52,7 +52,9 @@ def test_login_storage_logout_in_chromium(tmp_path):
         browser = Chromium(tmp_path / "profile")
         try:
             browser.navigate(f"{site.base}/storage")
-            browser.wait_for("location.pathname === '/login' && location.search", 15)
+            # The login script has run once safeNext exists (the URL changes before).
+            browser.wait_for("location.pathname === '/login' && location.search && "
+                             "typeof safeNext === 'function'", 15)
             assert browser.evaluate("location.search") == "?next=%2Fstorage"
             assert session_cookie(browser) is None
             # Only same-site paths are followed after login.

@@ -14,9 +14,8 @@ from appliance.core.control import ControlServer
 from appliance.poe.control import control_handlers
 from appliance.poe.manager import PortState
 from appliance.poe.runtime import PoeService, build_manager
-from appliance.web.security import COOKIE
 from hw.board import load_profile
-from tests.integration.web.cdp import Chromium, find_chromium
+from tests.integration.web.cdp import Chromium, admin_phone_browser, find_chromium
 from tests.integration.web.manage_site import ManageSite
 
 pytestmark = pytest.mark.skipif(
@@ -25,7 +24,6 @@ pytestmark = pytest.mark.skipif(
 
 XSS = '<img src=x onerror=alert(1)>'
 XSS2 = '<script>alert(2)</script>'
-PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
 OFF_S = 6
 
 
@@ -53,10 +51,7 @@ def site(tmp_path_factory, hwd):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory, site):
-    chrome = Chromium(tmp_path_factory.mktemp("chromium-profile"))
-    token = next(c.value for c in site.admin.jar if c.name == COOKIE)
-    chrome.set_cookie(site.base + "/", COOKIE, token)       # logged in as the admin
-    chrome.send("Emulation.setDeviceMetricsOverride", **PHONE)
+    chrome = admin_phone_browser(tmp_path_factory.mktemp("chromium-profile"), site)
     yield chrome
     chrome.close()
 

@@ -10,17 +10,13 @@ import os
 
 import pytest
 
-from appliance.web.security import COOKIE
-from tests.integration.web.cdp import Chromium, find_chromium
+from tests.integration.web.cdp import Chromium, admin_phone_browser, needs_chromium
 from tests.integration.web.test_system_api import Site
 
 pytestmark = [
-    pytest.mark.skipif(find_chromium() is None, reason="Debian's chromium is not installed "
-                       "(make setup installs it; see the Makefile DEBS)"),
+    needs_chromium(),
     pytest.mark.timeout(180),
 ]
-
-PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
 
 
 @pytest.fixture
@@ -32,10 +28,7 @@ def site(tmp_path):
 
 @pytest.fixture
 def browser(tmp_path, site):
-    chrome = Chromium(tmp_path / "chromium-profile")
-    token = next(c.value for c in site.admin.jar if c.name == COOKIE)
-    chrome.set_cookie(site.base + "/", COOKIE, token)       # logged in as the admin
-    chrome.send("Emulation.setDeviceMetricsOverride", **PHONE)
+    chrome = admin_phone_browser(tmp_path / "chromium-profile", site)
     yield chrome
     chrome.close()
 

@@ -25,7 +25,10 @@ class WebServer:
         self.cameras = dict(cameras)
         self.app = create_app(data_dir, self.accounts, live_url=self.cameras.get,
                               live_settings=dict(live_settings or {}), paths=paths)
-        self.server = create_server(self.app, host="127.0.0.1", port=0, threads=threads)
+        # poll(), not select(): close() from the test's thread while the loop waits must
+        # not end the loop with EBADF (an unhandled thread exception in pytest's report)
+        self.server = create_server(self.app, host="127.0.0.1", port=0, threads=threads,
+                                    asyncore_use_poll=True)
         self.base = f"http://127.0.0.1:{self.server.effective_port}"
         self.port = int(self.server.effective_port)
         self._thread = threading.Thread(target=self.server.run, name="waitress", daemon=True)

@@ -3,11 +3,9 @@ index (SQLite in tmp_path)."""
 
 from __future__ import annotations
 
-import pytest
 
 from appliance.cameras.onvif.events import Notification
 from appliance.events.state import ALERT_REPEAT_US, EventTracker
-from appliance.recorder.index import RecordingIndex
 
 S = 1_000_000
 T0 = 1_800_000_000 * S
@@ -18,13 +16,6 @@ SRC = (("Source", "vsc1"),)
 def note(topic=MOTION, state="true", operation="Changed", source=SRC, data_name="State"):
     data = ((data_name, state),) if state is not None else ()
     return Notification(topic, None, operation, source, data)
-
-
-@pytest.fixture
-def index(tmp_path):
-    idx = RecordingIndex(tmp_path)
-    yield idx
-    idx.close()
 
 
 def spans(index, camera="cam"):

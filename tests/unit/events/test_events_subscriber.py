@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import random
 
-import pytest
 
 from appliance.cameras.onvif.events import Notification, PullResult, Subscription
 from appliance.cameras.onvif.transport import CameraUnreachable
 from appliance.core.clock import SimulatedClock
 from appliance.events.subscriber import EventSubscriber, SubscriberSettings
-from appliance.recorder.index import RecordingIndex
 
 MOTION = "tns1:VideoSource/MotionAlarm"
 
@@ -69,13 +67,6 @@ class ScriptedService:
         self.calls.append((op, self.clock.monotonic()))
         if len(self.calls) >= self.stop_after:
             self.ref[0].request_stop()
-
-
-@pytest.fixture
-def index(tmp_path):
-    idx = RecordingIndex(tmp_path)
-    yield idx
-    idx.close()
 
 
 def make(index, clock, settings=SubscriberSettings(), **script):

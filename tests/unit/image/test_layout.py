@@ -20,7 +20,8 @@ def settings():
 
 def test_partitions_are_aligned_in_order_and_do_not_overlap(settings):
     parts = layout.plan(settings)
-    assert [p.name for p in parts] == [settings["BOOT_NAME"], settings["ROOT_A_NAME"],
+    assert [p.name for p in parts] == [settings["BOOT_NAME"], settings["SLOT_BOOT_A_NAME"],
+                                      settings["SLOT_BOOT_B_NAME"], settings["ROOT_A_NAME"],
                                       settings["ROOT_B_NAME"], settings["PERSIST_NAME"]]
     for before, after in zip(parts, parts[1:]):
         assert before.end <= after.start
@@ -29,10 +30,20 @@ def test_partitions_are_aligned_in_order_and_do_not_overlap(settings):
     assert layout.image_size(parts) >= parts[-1].end + 33 * layout.SECTOR  # the backup GPT
 
 
-def test_both_root_slots_are_the_same_size_so_an_update_can_write_either(settings):
+def test_both_slots_are_the_same_size_so_an_update_can_write_either(settings):
     parts = {p.name: p for p in layout.plan(settings)}
     assert parts[settings["ROOT_A_NAME"]].size == parts[settings["ROOT_B_NAME"]].size
     assert parts[settings["ROOT_A_NAME"]].type_guid == layout.ROOT_ARM64
+    assert parts[settings["SLOT_BOOT_A_NAME"]].size == parts[settings["SLOT_BOOT_B_NAME"]].size
+    assert parts[settings["SLOT_BOOT_A_NAME"]].type_guid == layout.BASIC_DATA
+
+
+def test_the_rauc_slots_name_these_partitions(settings):
+    from appliance.update.rauc_config import render
+
+    conf = render("vigil-nvr-arm64", "uboot")
+    for key in ("ROOT_A_NAME", "ROOT_B_NAME", "SLOT_BOOT_A_NAME", "SLOT_BOOT_B_NAME"):
+        assert f"device=/dev/disk/by-partlabel/{settings[key]}\n" in conf
 
 
 def test_partition_ids_are_fixed_and_distinct(settings):
@@ -46,7 +57,7 @@ def test_fstab_and_kernel_command_line_find_partitions_by_these_names(settings):
     assert f"PARTLABEL={settings['PERSIST_NAME']} " in fstab
     assert f"PARTLABEL={settings['BOOT_NAME']} " in fstab
     cmdline = (IMAGE / "boot/cmdline.txt").read_text()
-    assert f"root=PARTLABEL={settings['ROOT_A_NAME']} " in cmdline
+    assert f"root=PARTLABEL={settings['ROOT_A_NAME']} rauc.slot=A " in cmdline
     assert " ro " in cmdline and "rootfstype=squashfs" in cmdline
     assert cmdline.count("\n") == 1  # the Pi firmware reads one line
 

@@ -31,7 +31,11 @@ def test_root_is_not_in_fstab_and_persist_is_found_by_name_without_exec():
     persist = entries["/persist"]
     assert persist[0].startswith("PARTLABEL=") and persist[2] == "ext4"
     assert {"nodev", "nosuid", "noexec"} <= set(persist[3].split(","))
-    assert entries["/boot/firmware"][3].split(",")[0] == "ro"
+    # The boot selection (p1) is written by the update back ends, synchronously; nothing
+    # on it is executable from Linux.
+    select = entries["/boot/select"]
+    assert select[0] == "PARTLABEL=vigil-boot" and select[2] == "vfat"
+    assert {"rw", "sync", "nodev", "nosuid", "noexec"} <= set(select[3].split(","))
 
 
 @pytest.mark.parametrize("mountpoint", ["/var", "/tmp"])
@@ -50,11 +54,20 @@ def test_hardware_watchdog_is_enabled():
     assert conf["Manager"]["RuntimeWatchdogSec"].rstrip("s").isdigit()
 
 
+def test_slow_boot_media_delay_the_boot_instead_of_failing_it():
+    """systemd's 90 s would send a box whose card (or CI's emulated CPU) is slow into
+    emergency mode: its own partitions get 5 minutes."""
+    manager = unit(OVERLAY / "etc/systemd/system.conf.d/20-vigil-slow-media.conf")["Manager"]
+    assert manager["DefaultDeviceTimeoutSec"] == "5min"
+    assert manager["DefaultTimeoutStartSec"] == "3min"
+
+
 @pytest.mark.parametrize("path", UNITS, ids=lambda p: p.name)
 def test_every_unit_is_sandboxed_to_the_paths_it_writes(path):
     service = unit(path)["Service"]
-    if path.name == "vigil-persist.service":
-        # The one exception, and it says why: its bind mount must reach the whole system.
+    if path.name in ("vigil-persist.service", "vigil-update-usb@.service"):
+        # The exceptions, each saying why: their mounts must reach the whole system (the
+        # machine-id bind mount; the USB stick that rauc.service reads the bundle from).
         assert "ProtectSystem" not in service
         assert "Not sandboxed" in path.read_text()
         return
@@ -63,8 +76,8 @@ def test_every_unit_is_sandboxed_to_the_paths_it_writes(path):
     assert service.get("ReadWritePaths", "").strip(), path.name
 
 
-# Shipped but not enabled, each with the reason (image/image.conf says more).
-NOT_ENABLED = {"vigil-restream.service": "listens on 8554: waits for an owner's switch"}
+# Shipped but not enabled, each with the reason.
+NOT_ENABLED = {"vigil-update-usb@.service": "a template udev starts per USB file system"}
 
 
 def test_every_vigil_unit_is_enabled_by_the_build_or_says_why_not():
@@ -84,3 +97,26 @@ def test_first_boot_keys_are_made_where_prepare_persist_gives_the_web_user_a_dir
 def test_the_appliance_user_has_fixed_ids():
     text = (OVERLAY / "usr/lib/sysusers.d/vigil.conf").read_text()
     assert re.search(r"^u vigil 900:900 ", text, re.M) and re.search(r"^g vigil 900$", text, re.M)
+
+
+def persist_directories_made_at_boot() -> set[str]:
+    """The /persist directories prepare-persist makes every boot, before the appliance."""
+    script = (OVERLAY / "usr/lib/vigil/prepare-persist").read_text()
+    made = set()
+    for line in script.splitlines():
+        if line.strip().startswith("install -d"):
+            made.update("/persist/" + name for name in re.findall(r'"\$P/([^"]+)"', line))
+    return made
+
+
+@pytest.mark.parametrize("path", UNITS, ids=lambda p: p.name)
+def test_a_units_sandbox_never_needs_a_persist_directory_that_may_not_exist(path):
+    """systemd fails to start a command whose ReadWritePaths= names a missing directory
+    (exit 226); for an ExecCondition= that reads as "condition false" and the unit is
+    skipped without a word. Each such path is made at boot, or marked "-" (optional)."""
+    made = persist_directories_made_at_boot()
+    service = unit(path)["Service"] if unit(path).has_section("Service") else {}
+    for entry in service.get("ReadWritePaths", "").split():
+        if entry.startswith("/persist/"):
+            assert entry in made, f"{path.name}: {entry} is not made by prepare-persist; " \
+                                  f"make it there or write -{entry}"

@@ -42,6 +42,10 @@ def test_a_good_file_with_the_defaults_filled_in(tmp_path):
     ({"enabled": True}, "mqtt.host: give the broker's host name"),
     ({"host": "mqtt broker"}, "is not a host name or IP address"),
     ({"host": "-bad.example"}, "is not a host name"),
+    ({"host": "mqtt.lan\n"}, "is not a host name"),       # "$" would match before "\n"
+    ({"host": "10.1"}, "is not a host name"),             # numbers, not names: the C
+    ({"host": "2130706433"}, "is not a host name"),       # resolver reads them as IPv4
+    ({"topic_prefix": "vigil\n"}, "levels joined by '/'"),
     ({"port": 70000}, "mqtt.port: 70000 is above the maximum 65535"),
     ({"port": "1883"}, "mqtt.port: expected a number"),
     ({"tls": "yes"}, "mqtt.tls: expected true or false"),

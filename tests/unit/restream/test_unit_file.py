@@ -28,7 +28,7 @@ def test_the_unit_runs_the_restream_daemon_on_port_8554_of_the_lan():
     assert args.listen == "0.0.0.0" and args.port == DEFAULT_PORT == 8554
     assert args.registry == "/persist/config/cameras.json"
     assert args.secrets == "/persist/secrets/cameras"
-    assert str(Path(args.login).parent) == unit["ReadWritePaths"] == "/persist/secrets/restream"
+    assert unit["ReadWritePaths"] == "-" + str(Path(args.login).parent) == "-/persist/secrets/restream"
 
 
 def test_the_unit_is_unprivileged_and_notifies_with_a_watchdog():

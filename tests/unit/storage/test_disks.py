@@ -373,3 +373,13 @@ def test_run_command_kills_at_the_timeout():
     result = run_command(["sleep", "5"], timeout=0.2)
     assert result.returncode < 0 and "timed out" in result.stderr
     assert time.monotonic() - start < 3
+
+
+def test_a_volume_added_while_running_replaces_the_old_one_at_its_mount_point():
+    tracker, old_disk, _ = tracker_with_mounted_disk()
+    new = make_disk("sdc", serial="NEWDISK", fs_uuid="2222", mountpoint=MOUNTPOINT)
+    assert tracker.add_volume(DataVolume("2222", MOUNTPOINT), [new]) == []
+    assert [(t.key, t.state) for t in tracker.tracked()] == [("NEWDISK", DiskState.MOUNTED)]
+    assert tracker.disk_removed(old_disk.sys_path) == [], "the old volume is not watched"
+    [alert] = tracker.disk_removed(new.sys_path)
+    assert alert.key == "disk-missing:NEWDISK"

@@ -14,8 +14,9 @@ from appliance.core.errors import FailedPrecondition, InvalidConfig
 from appliance.core.commands import CommandResult
 from appliance.storage.disks import Disk, Mount, Partition
 from appliance.storage.initialise import (GIB, RAID_DEVICE, StepFailed, confirmation_token,
-                                          format_bytes, partition_node, plan_initialise,
-                                          run_initialise)
+                                          format_bytes, mirror_problem, partition_node,
+                                          plan_initialise, run_initialise)
+from appliance.storage.raid import RaidMonitor
 
 UUID = "0d6f3a52-8c1b-4e7a-9f20-3b4c5d6e7f80"
 TB = 10 ** 12
@@ -50,18 +51,39 @@ class ScriptedRunner:
     def __init__(self, fail: str = "", code: int = 1) -> None:
         self.fail, self.code = fail, code
         self.calls: list[tuple[list[str], str | None]] = []
+        self.held: tuple[str, ...] = ()          # the disks locked while a command ran
+        self.log: list[tuple[str, tuple[str, ...]]] = []
 
     def __call__(self, argv, *, timeout, input=None) -> CommandResult:
         self.calls.append((list(argv), input))
+        self.log.append((argv[0], self.held))
         if self.fail and argv[0] == self.fail:
             return CommandResult(self.code, "", f"{argv[0]}: something went wrong")
         return CommandResult(0, "", "")
 
 
+class LocksOf:
+    """Stands in for the BSD locks on /dev nodes this test does not have (test_disk_lock
+    covers the real ones): tells the runner what is held."""
+
+    def __init__(self, runner: ScriptedRunner) -> None:
+        self.runner = runner
+
+    def __call__(self, nodes, timeout, clock):
+        self.runner.held += tuple(nodes)
+        return self
+
+    def release(self) -> None:
+        self.runner.held = ()
+
+
 def run(p, tmp_path: Path, runner=None, **kwargs):
     markers = []
     kwargs.setdefault("reinspect", None)
-    result = run_initialise(p, p.token, runner=runner or ScriptedRunner(),
+    runner = runner or ScriptedRunner()
+    kwargs.setdefault("lock_disks", LocksOf(runner))
+    kwargs.setdefault("check_mirror", lambda device: "")
+    result = run_initialise(p, p.token, runner=runner,
                             node_exists=kwargs.pop("node_exists", lambda path: True),
                             write_marker=lambda root, vid: markers.append((root, vid)) or vid,
                             clock=SimulatedClock(), **kwargs)
@@ -76,14 +98,16 @@ def test_a_single_disk_plan_lists_every_command():
         "wipefs -a /dev/sda1 /dev/sda2 /dev/sda",
         "sfdisk --wipe always --wipe-partitions always /dev/sda",
         "partx -u /dev/sda",
+        "udevadm settle --timeout=120",
         f"mkfs.ext4 -L vigil-data -U {UUID} -m 1 -T largefile -E lazy_itable_init=1 /dev/sda1",
         f"mount -t ext4 -o noatime UUID={UUID} /srv/vigil",
     ]
     sfdisk = next(s for s in p.steps if s.argv[:1] == ("sfdisk",))
     assert sfdisk.stdin == ('label: gpt\n'
                             'type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="vigil-data"\n')
-    assert [s.kind for s in p.steps] == ["run", "run", "run", "wait", "run", "mkdir", "run",
-                                         "marker"]
+    assert [s.kind for s in p.steps] == ["lock", "run", "run", "run", "wait", "unlock", "run",
+                                         "run", "mkdir", "run", "marker"]
+    assert p.steps[0].devices == p.steps[5].devices == ("/dev/sda",)
     assert p.target == "/dev/sda1" and p.fs_uuid == UUID
 
 
@@ -94,7 +118,9 @@ def test_the_plan_says_what_will_be_erased():
                            "size": "4.0 TB"}]
     text = p.describe()
     assert "WD-WX12D81ABCDE" in text and "4.0 TB" in text and p.token in text
-    assert p.to_json()["steps"][0]["command"] == "wipefs -a /dev/sda"
+    assert p.to_json()["steps"][0]["command"] == ("keep udev off /dev/sda while they are "
+                                                  "rewritten")
+    assert p.to_json()["steps"][1]["command"] == "wipefs -a /dev/sda"
 
 
 def test_a_raid1_plan_partitions_both_then_creates_the_array():
@@ -103,9 +129,11 @@ def test_a_raid1_plan_partitions_both_then_creates_the_array():
     assert cmds[:3] == ["wipefs -a /dev/sda",
                         "sfdisk --wipe always --wipe-partitions always /dev/sda",
                         "partx -u /dev/sda"]
-    assert cmds[6] == ("mdadm --create /dev/md/vigil-data --level=1 --raid-devices=2 "
+    assert cmds[6] == "udevadm settle --timeout=120"
+    assert cmds[7] == ("mdadm --create /dev/md/vigil-data --level=1 --raid-devices=2 "
                        "--metadata=1.2 --bitmap=internal --run /dev/sda1 /dev/sdb1")
-    assert cmds[7].endswith(RAID_DEVICE) and cmds[7].startswith("mkfs.ext4 -L vigil-data")
+    assert cmds[8] == "udevadm settle --timeout=120"
+    assert cmds[9].endswith(RAID_DEVICE) and cmds[9].startswith("mkfs.ext4 -L vigil-data")
     sfdisk = next(s for s in p.steps if s.argv[:1] == ("sfdisk",))
     assert "type=A19D880F-05FC-4D3B-A006-743F0F84911E" in sfdisk.stdin
     assert p.target == RAID_DEVICE
@@ -224,7 +252,7 @@ def test_a_run_executes_the_plan_in_order_and_reports_progress(tmp_path):
 def test_a_failing_step_stops_the_run_and_says_which(tmp_path):
     p = plan([make_disk()], mountpoint=str(tmp_path / "vigil"))
     runner = ScriptedRunner(fail="mkfs.ext4")
-    with pytest.raises(StepFailed, match="step 5 .* something went wrong") as error:
+    with pytest.raises(StepFailed, match="step 8 .* something went wrong") as error:
         run(p, tmp_path, runner)
     assert error.value.step.argv[0] == "mkfs.ext4"
     assert [argv[0] for argv, _ in runner.calls][-1] == "mkfs.ext4", "nothing after it ran"
@@ -255,3 +283,87 @@ def test_the_disks_are_checked_again_just_before_running(tmp_path):
         assert runner.calls == []
     result, _ = run(p, tmp_path, reinspect=lambda: [disk])
     assert result.fs_uuid == UUID
+
+
+# --- udev kept off the disks ------------------------------------------------------------
+
+def test_a_raid1_array_is_created_only_after_udev_caught_up_with_both_tables(tmp_path):
+    """udev re-reads a table sfdisk wrote once the disk is unlocked; that removes and
+    re-adds the partitions, and mdadm's udev rule fails a member removed from an array.
+    So: partition both under the lock, unlock, settle, and only then create."""
+    p = plan([make_disk("sda"), make_disk("sdb", serial="WD-OTHER")], raid1=True,
+             mountpoint=str(tmp_path / "vigil"))
+    runner = ScriptedRunner()
+    run(p, tmp_path, runner)
+    both = ("/dev/sda", "/dev/sdb")
+    assert runner.log == [("wipefs", both), ("sfdisk", both), ("partx", both),
+                          ("wipefs", both), ("sfdisk", both), ("partx", both),
+                          ("udevadm", ()), ("mdadm", ()), ("udevadm", ()),
+                          ("mkfs.ext4", ()), ("mount", ())]
+
+
+def test_a_single_disk_is_unlocked_before_mkfs_so_udev_can_link_its_uuid(tmp_path):
+    p = plan([make_disk()], mountpoint=str(tmp_path / "vigil"))
+    runner = ScriptedRunner()
+    run(p, tmp_path, runner)
+    assert [name for name, held in runner.log if held == ("/dev/sda",)] == [
+        "wipefs", "sfdisk", "partx"]
+    assert [name for name, held in runner.log if not held] == ["udevadm", "mkfs.ext4",
+                                                                "mount"]
+
+
+def test_a_failure_while_locked_gives_the_disks_back_to_udev(tmp_path):
+    p = plan([make_disk("sda"), make_disk("sdb", serial="WD-OTHER")], raid1=True,
+             mountpoint=str(tmp_path / "vigil"))
+    runner = ScriptedRunner(fail="sfdisk")
+    with pytest.raises(StepFailed, match="write a GPT with one partition on /dev/sda"):
+        run(p, tmp_path, runner)
+    assert runner.held == ()
+
+
+def test_udevadm_settle_may_fail_without_udev(tmp_path):
+    p = plan([make_disk()], mountpoint=str(tmp_path / "vigil"))
+    result, _ = run(p, tmp_path, ScriptedRunner(fail="udevadm"))
+    assert result.device == "/dev/sda1"
+
+
+# --- the new mirror is checked before mkfs ------------------------------------------------
+
+MDSTAT = Path(__file__).resolve().parents[2] / "fixtures" / "storage" / "mdstat"
+
+
+def test_a_mirror_that_lost_a_member_at_creation_is_stopped_and_the_job_fails(tmp_path):
+    p = plan([make_disk("sda"), make_disk("sdb", serial="WD-OTHER")], raid1=True,
+             mountpoint=str(tmp_path / "vigil"))
+    kinds = [s.kind for s in p.steps]
+    assert kinds[kinds.index("mirror") + 1:kinds.index("mirror") + 2] == ["run"]
+    assert p.steps[kinds.index("mirror") + 1].argv[0] == "mkfs.ext4"
+    runner = ScriptedRunner()
+    with pytest.raises(FailedPrecondition, match="failed sdb1 as soon as it was created.*"
+                                                 "mirror was stopped"):
+        run(p, tmp_path, runner, check_mirror=lambda device: "the new mirror failed sdb1 "
+            "as soon as it was created")
+    assert runner.calls[-1][0] == ["mdadm", "--stop", RAID_DEVICE]
+    assert "mkfs.ext4" not in [argv[0] for argv, _ in runner.calls]
+
+
+def monitor_of(tmp_path, fixture: str) -> RaidMonitor:
+    (tmp_path / "proc").mkdir(exist_ok=True)
+    (tmp_path / "proc" / "mdstat").write_text((MDSTAT / fixture).read_text())
+    return RaidMonitor(proc_root=tmp_path / "proc", sys_root=tmp_path / "sys",
+                       use_mdadm=False)
+
+
+@pytest.mark.parametrize("fixture, name, problem", [
+    ("raid1-resync", "md0", ""),
+    ("raid1-clean", "md0", ""),
+    ("raid1-pending", "md127", ""),
+    ("raid1-faulty", "md0", "failed sda1 as soon as it was created"),
+    ("raid1-degraded", "md0", "is degraded: raid1 running on 1 of 2 devices"),
+    ("no-arrays", "md0", "is not running"),
+])
+def test_the_new_mirror_must_run_on_both_disks(tmp_path, fixture, name, problem):
+    node = tmp_path / "vigil-data"
+    node.symlink_to(name)                        # as /dev/md/vigil-data -> ../md127
+    found = mirror_problem(str(node), monitor_of(tmp_path, fixture).read)
+    assert (problem in found) if problem else found == "", found

@@ -37,3 +37,26 @@ def test_the_mount_table_read_can_be_the_systems(tmp_path):
     finally:
         use_mount_table(Path("/proc/self/mountinfo"))
     assert not [m for m in read_mounts() if m.mountpoint == "/srv/vigil"]
+
+
+def test_known_data_disks_found_at_start_are_mounted_with_the_daemons_runner(tmp_path):
+    """The update test in QEMU found it: after a reboot vigil-hwd checked and mounted the
+    data disk with the default runner, inside its own sandbox, so nothing else saw it."""
+    from appliance.storage.disks import CheckRequest, DataVolume
+    from appliance.storage.monitor import StorageMonitor
+
+    made = {}
+
+    def watcher_factory(tracker, on_alerts, **options):
+        made.update(options)
+        return object()
+
+    calls = []
+    runner = system_mounts_runner(recording_runner(calls))
+    StorageMonitor(tmp_path / "state", tmp_path / "smart.json", [], runner=runner,
+                   watcher_factory=watcher_factory)
+    volume = DataVolume("6b7c1c9e-0000-4000-8000-000000000001", str(tmp_path / "srv"))
+    outcome = made["checker"](CheckRequest("disk", "/dev/vdb1", volume, 1))
+    assert outcome.mounted
+    mounts = [argv for argv, _ in calls if "mount" in argv]
+    assert mounts and mounts[0][:3] == ["nsenter", f"--mount={PID1_NAMESPACE}", "--"]
