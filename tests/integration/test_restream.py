@@ -139,13 +139,13 @@ def test_clients_of_one_stream_share_one_connection_to_the_camera(
 
 
 PARENT = textwrap.dedent("""
-    import sys, time
+    import signal
     from appliance.restream.supervisor import RelayProcess
     spec = {"user": "restream", "password": "pw", "auth_methods": ["digest"], "mounts": []}
     relay = RelayProcess(spec, "127.0.0.1", 0)
     relay.start()
     print(relay.pid, flush=True)
-    time.sleep(120)
+    signal.pause()  # until the test kills this parent
 """)
 
 
