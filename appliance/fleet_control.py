@@ -15,13 +15,18 @@ than the web):
                                      mqtt.json and named by ca_file; broker_ca.py)}
                   -> {"settings", "previous", "username", "login"}
     restream.set  {"enabled": true|false} -> {"enabled", "previous", "problems"}
+    restream.status {} -> {"service": "running"|"starting"|"restarting"|"stopping"|
+                                      "stopped"|"failed"|null (no systemd),
+                           "problem": str|null}
 
 vigil-mqtt follows its settings file and its login directory by itself (one `stat`
 each a second): nothing restarts. The login is written before the settings, so a daemon
 that sees new settings sees the login that goes with them. The restream is started or
 stopped through systemd (--no-block: the relay's first start builds GStreamer's plugin
 registry, longer than the control socket waits); its unit asks `nvr restream enabled`
-before every start, so the switch holds across reboots.
+before every start, so the switch holds across reboots. Because the start is not waited
+for, restream.status asks systemd how the unit is doing, and says so when a restream
+switched on is not running (the page shows it and asks again while it starts).
 """
 
 from __future__ import annotations
@@ -144,6 +149,60 @@ class MqttSwitch:
             mqtt_settings.delete_credentials(self.secrets)
 
 
+UNIT_PROPERTIES = ("ActiveState", "SubState", "Result", "ConditionResult", "Job")
+
+
+def unit_properties(run: Run, unit: str) -> dict[str, str] | None:
+    """systemd's ActiveState, SubState, Result, ConditionResult and Job (the id of a
+    queued start or stop, empty or 0 without one) of `unit`; None when systemd cannot say
+    (no systemd, as in development mode, or systemctl failing)."""
+    result = run(["systemctl", "show", f"--property={','.join(UNIT_PROPERTIES)}", unit])
+    if result.returncode != 0:
+        return None
+    found = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    return found if found.get("ActiveState") else None
+
+
+def restream_service(enabled: bool, unit: dict[str, str] | None) -> tuple[str | None, str | None]:
+    """(service, problem): the relay's state in the page's words, and what is wrong when
+    it does not match the owner's switch."""
+    if unit is None:
+        return None, None
+    active = unit["ActiveState"]
+    if unit.get("Job", "0") not in ("", "0"):
+        service = "starting" if enabled else "stopping"     # the switch's job is queued
+    elif active == "active":
+        service = "running"
+    elif unit.get("SubState") == "auto-restart":
+        service = "restarting"      # it stopped with an error; systemd starts it again
+    elif active in ("activating", "reloading"):
+        service = "starting"
+    elif active == "deactivating":
+        service = "stopping"
+    elif active == "failed":
+        service = "failed"
+    else:
+        service = "stopped"
+    if not enabled:
+        return service, None
+    if service == "restarting":
+        return service, ("switched on, but the restream keeps stopping with an error and "
+                         "systemd starts it again; the box's journal has the reason "
+                         "(journalctl -u vigil-restream)")
+    if service == "failed":
+        return service, (f"switched on, but the restream stopped with an error ("
+                         f"{unit.get('Result') or 'failed'}); the box's journal has the reason "
+                         "(journalctl -u vigil-restream)")
+    skipped = unit.get("Result") == "exec-condition" or unit.get("ConditionResult") == "no"
+    if service == "stopped" and skipped:
+        return service, ("switched on, but the restream's start check (ExecCondition=nvr "
+                         "restream enabled) did not pass; the box's journal has the reason "
+                         "(journalctl -u vigil-restream)")
+    if service == "stopped":
+        return service, "switched on, but the restream is not running: switch it off and on again"
+    return service, None
+
+
 class RestreamSwitch:
     """restream.set: the owner's switch, and the unit started or stopped to match it."""
 
@@ -171,6 +230,15 @@ class RestreamSwitch:
                  "on" if previous else "off")
         return {"enabled": enabled, "previous": previous, "problems": problems}
 
+    def status(self, args: dict[str, Any]) -> dict[str, Any]:
+        _only(args, set(), "restream.status")
+        try:
+            enabled = restream_settings.load_enabled(self.settings_path)
+        except DataLoss:
+            enabled = False     # the web reads the file itself and names the damage
+        service, problem = restream_service(enabled, unit_properties(self.run, RESTREAM_UNIT))
+        return {"service": service, "problem": problem}
+
 
 def control_handlers(config_dir: Path, secrets_dir: Path,
                      run: Run = host_run) -> dict[str, Callable]:
@@ -179,4 +247,5 @@ def control_handlers(config_dir: Path, secrets_dir: Path,
     directories (/persist/secrets, the broker's login in mqtt/ below it)."""
     mqtt = MqttSwitch(config_dir, Path(secrets_dir) / "mqtt")
     restream = RestreamSwitch(config_dir, run)
-    return {"mqtt.set": mqtt.set, "restream.set": restream.set}
+    return {"mqtt.set": mqtt.set, "restream.set": restream.set,
+            "restream.status": restream.status}

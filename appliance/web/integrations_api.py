@@ -29,7 +29,7 @@ from appliance.cameras.credentials import Credentials
 from appliance.cameras.manage import (check_credentials, load_camera_settings,
                                       open_camera_registry)
 from appliance.cameras.onvif.policy import DEFAULT_OWN_PORTS, AddressPolicy
-from appliance.core.errors import DataLoss, FailedPrecondition, InvalidConfig
+from appliance.core.errors import DataLoss, FailedPrecondition, InvalidConfig, Unavailable
 from appliance.mqtt import broker_ca
 from appliance.mqtt import settings as mqtt_settings
 from appliance.mqtt.probe import probe_broker, tls_context
@@ -273,9 +273,17 @@ def _restream_view() -> dict[str, Any]:
         enabled = False
         problems.append(f"{exc}; the restream stays off until it is switched again")
     view = {"enabled": enabled, "port": DEFAULT_PORT, "user": None, "cameras": [],
-            "password": PASSWORD_AT_CONSOLE}
+            "password": PASSWORD_AT_CONSOLE, "service": None}
     if enabled:
         view["user"], view["cameras"] = _restream_urls(problems)
+    try:
+        status = hwd(timeout=5.0).call("restream.status")
+    except Unavailable as exc:
+        problems.append(f"the restream's state is unknown: {exc}")
+    else:
+        view["service"] = status["service"]
+        if status["problem"]:
+            problems.append(status["problem"])
     view["problem"] = "; ".join(problems) or None
     return view
 

@@ -107,7 +107,12 @@ def switch_on_the_restream_and_play_it(api: ApiClient, machine) -> str:
                             300, "the restream listening on port 8554")
     status, login = api.json("GET", "/api/v1/restream/login")
     assert status == 200, login
-    status, view = api.json("GET", "/api/v1/restream")
+
+    def running():
+        _, view = api.json("GET", "/api/v1/restream")
+        return view if view["service"] == "running" else None
+    view = wait_until(running, 60, "the box saying the restream runs (systemd's view)")
+    assert view["problem"] is None, view
     main = urllib.parse.urlsplit(view["cameras"][0]["main"])
     url = main._replace(netloc=f"{login['user']}:{urllib.parse.quote(login['password'], safe='')}"
                                f"@127.0.0.1:{machine.rtsp_port}").geturl()

@@ -1,7 +1,8 @@
 """vigil-hwd's fleet commands (appliance/fleet_control.py) on plain files: mqtt.set writes
 the settings and the login where vigil-mqtt reads them, checks everything before writing
 anything and replaces a damaged file; restream.set saves the switch and asks systemd to
-start or stop the unit."""
+start or stop the unit; restream.status turns systemd's view of the unit into the page's
+words and says what is wrong when it does not match the switch."""
 
 from __future__ import annotations
 
@@ -25,9 +26,14 @@ class Box:
         self.secrets = root / "secrets"
         self.commands: list[list[str]] = []
         self.exit_code = 0
+        self.show = ""      # what `systemctl show` prints (nothing: no systemd)
         self.handlers = control_handlers(self.config, self.secrets, self.run)
 
     def run(self, argv) -> CommandResult:
+        if argv[1] == "show":
+            assert argv[2:] == ["--property=ActiveState,SubState,Result,ConditionResult,Job",
+                                "vigil-restream.service"], argv
+            return CommandResult(self.exit_code, self.show, "")
         self.commands.append(list(argv))
         return CommandResult(self.exit_code, "", "Failed to start: unit masked")
 
@@ -110,3 +116,48 @@ def test_a_bad_switch_changes_nothing(box, args):
     with pytest.raises(InvalidConfig):
         box.handlers["restream.set"](args)
     assert box.files() == {} and box.commands == []
+
+
+def unit(active: str, sub: str, result: str = "success", condition: str = "yes",
+         job: str = "") -> str:
+    """`systemctl show` output for the restream unit (systemd's own property order)."""
+    return (f"Result={result}\nJob={job}\nActiveState={active}\nSubState={sub}\n"
+            f"ConditionResult={condition}\n")
+
+
+@pytest.mark.parametrize("enabled, show, service, problem", [
+    (True, unit("active", "running"), "running", None),
+    (True, unit("inactive", "dead", job="812"), "starting", None),     # start queued
+    (False, unit("active", "running", job="813"), "stopping", None),   # stop queued
+    (True, unit("activating", "start-pre"), "starting", None),
+    (True, unit("activating", "auto-restart", "exit-code"), "restarting", "keeps stopping"),
+    (True, unit("failed", "failed", "exit-code"), "failed", "stopped with an error (exit-code)"),
+    (True, unit("inactive", "dead", "exec-condition"), "stopped", "start check"),
+    (True, unit("inactive", "dead", condition="no"), "stopped", "start check"),
+    (True, unit("inactive", "dead"), "stopped", "is not running"),
+    (False, unit("inactive", "dead"), "stopped", None),
+    (False, unit("failed", "failed", "exit-code"), "failed", None),   # off: nothing to fix
+    (True, "", None, None),                                           # no systemd (dev mode)
+    (True, "Failed to connect to bus", None, None),
+])
+def test_the_restream_status_in_the_pages_words(box, enabled, show, service, problem):
+    box.handlers["restream.set"]({"enabled": enabled})
+    box.show = show
+    answer = box.handlers["restream.status"]({})
+    assert answer["service"] == service
+    if problem is None:
+        assert answer["problem"] is None
+    else:
+        assert problem in answer["problem"] and "switched on" in answer["problem"]
+
+
+def test_the_restream_status_when_systemctl_fails_or_the_switch_is_damaged(box):
+    box.exit_code = 1
+    box.show = unit("active", "running")
+    assert box.handlers["restream.status"]({}) == {"service": None, "problem": None}
+    box.exit_code = 0
+    box.config.mkdir(parents=True)
+    (box.config / "restream.json").write_text("{damaged")
+    assert box.handlers["restream.status"]({}) == {"service": "running", "problem": None}
+    with pytest.raises(InvalidConfig, match="unknown field"):
+        box.handlers["restream.status"]({"enabled": True})

@@ -201,11 +201,43 @@
   });
 
   // --- the restream ----------------------------------------------------------------------
+  // How the relay is doing (systemd's view through vigil-hwd; null without systemd).
+  function restreamWords(view) {
+    if (!view.enabled) {
+      if (view.service === "stopping") return "Off: the restream is stopping…";
+      if (["running", "starting", "restarting"].includes(view.service)) {
+        return "Off, but the restream is still running.";
+      }
+      return `Off: nothing listens on port ${view.port}.`;
+    }
+    if (view.service === "starting") return "On: the restream is starting…";
+    if (view.service === "running" || view.service === null) {
+      return `On: the box serves the cameras on port ${view.port}.`;
+    }
+    return "On, but the restream is not running.";
+  }
+
+  // While the relay starts or stops, ask again every 2 s (at most 2 minutes).
+  const restreamPoll = { timer: null, left: 0 };
+  function followRestream(view) {
+    clearTimeout(restreamPoll.timer);
+    if (!["starting", "stopping"].includes(view.service) || restreamPoll.left <= 0) return;
+    restreamPoll.left -= 1;
+    restreamPoll.timer = setTimeout(async () => {
+      try {
+        const next = await vigil.getJSON("/api/v1/restream");
+        fillRestream(next);
+        formStatus($("restream-status"), next.problem || "", Boolean(next.problem));
+      } catch (err) {
+        formStatus($("restream-status"), vigil.explain(err), true);
+      }
+    }, 2000);
+  }
+
   function fillRestream(view) {
     state.restream = view;
-    $("restream-state").textContent = view.enabled
-      ? `On: the box serves the cameras on port ${view.port}.`
-      : "Off: nothing listens on port 8554.";
+    $("restream-state").textContent = restreamWords(view);
+    followRestream(view);
     const button = $("restream-switch");
     button.textContent = view.enabled ? "Switch off" : "Switch on…";
     button.className = view.enabled ? "danger" : "";
@@ -234,6 +266,7 @@
 
   async function loadRestream() {
     const view = await vigil.getJSON("/api/v1/restream");
+    restreamPoll.left = 60;
     fillRestream(view);
     return view.problem;
   }
@@ -243,8 +276,9 @@
     $("restream-switch").disabled = true;
     try {
       const view = await vigil.send("PUT", "/api/v1/restream", { enabled });
+      restreamPoll.left = 60;
       fillRestream(view);
-      const problems = view.problems || [];
+      const problems = [...(view.problems || []), view.problem].filter(Boolean);
       formStatus($("restream-status"), problems.join("; "), problems.length > 0);
     } catch (err) {
       $("restream-switch").disabled = false;

@@ -37,17 +37,30 @@ ROUTES = [("GET", "/api/v1/mqtt/settings", None), ("PUT", "/api/v1/mqtt/settings
           ("GET", "/api/v1/restream", None), ("PUT", "/api/v1/restream", {"enabled": True})]
 
 
+STOPPED = ("inactive", "dead", "success")
+RUNNING = ("active", "running", "success")
+
+
 class Systemctl:
-    """What vigil-hwd would have run; `failing` makes systemd refuse."""
+    """What vigil-hwd would have run, and systemd's answers to `systemctl show` about the
+    restream's unit: (ActiveState, SubState, Result) in `unit`, `after_start` once a start
+    was taken; `failing` makes systemd refuse a start or stop."""
 
     def __init__(self) -> None:
         self.commands: list[list[str]] = []
         self.failing = False
+        self.unit = STOPPED
+        self.after_start = RUNNING
 
     def __call__(self, argv) -> CommandResult:
+        if argv[1] == "show":
+            active, sub, result = self.unit
+            return CommandResult(0, f"ActiveState={active}\nSubState={sub}\nResult={result}\n"
+                                    "ConditionResult=yes\nJob=\n", "")
         self.commands.append(list(argv))
         if self.failing:
             return CommandResult(1, "", "Unit vigil-restream.service is masked.")
+        self.unit = self.after_start if argv[1] == "start" else STOPPED
         return CommandResult(0, "", "")
 
 
@@ -227,10 +240,12 @@ def test_the_restream_is_off_by_default_and_shows_urls_only_when_on(rig):
                                                    "password": RESTREAM_PASSWORD}))
     status, view = rig.site.admin.json("GET", "/api/v1/restream")
     assert status == 200 and view["enabled"] is False and view["cameras"] == []
+    assert view["service"] == "stopped" and view["problem"] is None
     assert b"rtsp://" not in rig.site.admin.request("GET", "/api/v1/restream")[1]
 
     status, view = rig.site.admin.json("PUT", "/api/v1/restream", {"enabled": True})
     assert status == 200 and view["enabled"] is True and view["problems"] == []
+    assert view["service"] == "running" and view["problem"] is None
     assert rig.systemctl.commands == [START]
     assert load_enabled(rig.config_dir / "restream.json") is True
     assert view["user"] == "restream" and view["port"] == 8554
@@ -255,6 +270,20 @@ def test_a_switch_systemd_refuses_is_saved_and_says_so(rig):
     assert status == 200 and view["enabled"] is True
     assert view["problems"] == ["saved, but systemd did not take the start of the restream: "
                                 "Unit vigil-restream.service is masked."]
+    assert view["service"] == "stopped" and "is not running" in view["problem"]
+
+
+def test_a_restream_that_fails_after_its_start_is_shown_as_failed(rig):
+    """The start is queued (--no-block), so its failure shows on the next look."""
+    rig.systemctl.after_start = ("activating", "start-pre", "success")
+    status, view = rig.site.admin.json("PUT", "/api/v1/restream", {"enabled": True})
+    assert status == 200 and view["service"] == "starting" and view["problem"] is None
+    rig.systemctl.unit = ("failed", "failed", "exit-code")
+    status, view = rig.site.admin.json("GET", "/api/v1/restream")
+    assert status == 200 and view["enabled"] is True and view["service"] == "failed"
+    assert view["problem"] == ("switched on, but the restream stopped with an error (exit-code); "
+                               "the box's journal has the reason (journalctl -u vigil-restream)")
+    assert view["cameras"], "the URLs still show: the switch is on"
 
 
 @pytest.mark.parametrize("body, words", [
@@ -275,7 +304,10 @@ def test_without_vigil_hwd_changes_answer_503_and_the_settings_still_show(tmp_pa
             status, answer = rig.site.admin.json("PUT", path, body)
             assert status == 503 and "vigil-hwd is not running" in answer["error"], answer
         assert rig.site.admin.json("GET", "/api/v1/mqtt/settings")[0] == 200
-        assert rig.site.admin.json("GET", "/api/v1/restream")[0] == 200
+        status, view = rig.site.admin.json("GET", "/api/v1/restream")
+        assert status == 200 and view["service"] is None
+        assert view["problem"].startswith("the restream's state is unknown: vigil-hwd is not "
+                                          "running"), view
         assert not (rig.config_dir / "mqtt.json").exists()
         assert CredentialStore(rig.mqtt_secrets).get("broker") is None
     finally:

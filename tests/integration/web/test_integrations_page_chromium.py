@@ -3,8 +3,9 @@ and vigil-hwd's fleet commands on a real control socket (test_integrations_api's
 systemctl recorded): the MQTT form saves the broker and its login (the password field
 empties and the login shows as stored), its connection test says why a closed port
 failed; the scrape token shows, a new one replaces it after a confirmation, the allowed
-networks save; the restream switches on after a confirmation, shows the camera's URLs
-with the user and no password, and switches off again."""
+networks save; the restream switches on after a confirmation, shows it starting and then
+serving (the page asks again by itself), shows the camera's URLs with the user and no
+password, and switches off again; a relay that failed after its start is said so."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from appliance.metrics.access import ScrapeToken, load_networks, settings_path, token_path
 from appliance.mqtt.settings import load_credentials, load_settings
 from tests.integration.web.cdp import Chromium, PHONE, admin_phone_browser, needs_chromium
-from tests.integration.web.test_integrations_api import (PASSWORD, START, STOP,
+from tests.integration.web.test_integrations_api import (PASSWORD, RUNNING, START, STOP,
                                                          IntegrationsRig)
 
 pytestmark = [
@@ -153,11 +154,14 @@ def test_the_restream_switches_on_with_its_urls_and_off_again(rig, browser, tmp_
     open_page(browser, rig)
     assert text_of(browser, "restream-state") == "Off: nothing listens on port 8554."
     assert browser.evaluate("document.getElementById('restream-on').hidden") is True
+    rig.systemctl.after_start = ("activating", "start-pre", "success")
     tap(browser, "#restream-switch")
     assert rig.systemctl.commands == []                          # a question first
     tap(browser, ".confirm button.danger")                       # "Switch on"
-    wait_text(browser, "restream-state", "On:")
+    wait_text(browser, "restream-state", "On: the restream is starting")
     assert rig.systemctl.commands == [START]
+    rig.systemctl.unit = RUNNING                                 # the page asks again by itself
+    wait_text(browser, "restream-state", "On: the box serves the cameras on port 8554.")
     urls = browser.evaluate("[...document.querySelectorAll('#restream-urls li')]"
                             ".map(li => li.textContent)")
     assert urls == ["door main: rtsp://restream@127.0.0.1:8554/door/main",
@@ -176,6 +180,18 @@ def test_the_restream_switches_on_with_its_urls_and_off_again(rig, browser, tmp_
     wait_text(browser, "restream-state", "Off:")
     assert rig.systemctl.commands == [START, STOP]
     assert browser.evaluate("document.getElementById('restream-on').hidden") is True
+    assert exceptions(browser) == []
+
+
+def test_a_restream_that_failed_after_its_start_says_so(rig, browser):
+    rig.systemctl.after_start = ("failed", "failed", "exit-code")
+    open_page(browser, rig)
+    tap(browser, "#restream-switch")
+    tap(browser, ".confirm button.danger")
+    wait_text(browser, "restream-state", "On, but the restream is not running.")
+    assert "stopped with an error (exit-code)" in text_of(browser, "restream-status")
+    assert browser.evaluate("document.getElementById('restream-status')"
+                            ".classList.contains('error')") is True
     assert exceptions(browser) == []
 
 
