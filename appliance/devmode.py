@@ -22,6 +22,7 @@ from appliance.config.recorder import CameraConfig, build_settings
 from appliance.config.storage import build_storage_settings
 from appliance.core.control import ControlServer
 from appliance.core.errors import FailedPrecondition, InvalidConfig
+from appliance.poe.port_choices import choices_path
 from appliance.poe.runtime import PoeService, build_manager
 from appliance.recorder.service import Recorder
 from appliance.recorder.status import render
@@ -230,12 +231,13 @@ def dev_control_handlers(paths: DevPaths, poe_manager) -> dict:
     """vigil-hwd's commands as development mode serves them (one process, no root)."""
     from appliance.fleet_control import control_handlers as fleet_handlers
     from appliance.poe.control import control_handlers as poe_handlers
+    from appliance.poe.port_choices import PortChoices
     from appliance.storage.control import control_handlers as storage_handlers
     from appliance.system.backends import SandboxSystem
     from appliance.system.control import control_handlers as system_handlers
     from appliance.system.paths import SystemPaths
 
-    handlers = {**poe_handlers(poe_manager),
+    handlers = {**poe_handlers(poe_manager, PortChoices(choices_path(paths.config.parent))),
                 **storage_handlers(paths.volumes, paths.state, inventory=lambda: [])}
 
     handlers.update(system_handlers(SandboxSystem(paths.var / "system"), SystemPaths(
@@ -312,7 +314,7 @@ def run_dev(var: Path, cameras: int | None = None, port: int | None = None,
     storage = build_storage_settings({"allow_boot_media": True})
     licence = licence_store(profile, var / "licence" / "licence.txt")
     registry = open_dev_registry(paths, licence)
-    poe_manager, _ = build_manager(profile)
+    poe_manager, _ = build_manager(profile, choices=choices_path(paths.config.parent))
     adopt_simulated_cameras(registry, sim_configs,
                             [port.label for port in poe_manager.layout.ports])
     recorder = Recorder(var / "data", registry.recorder_configs(), build_settings({}),

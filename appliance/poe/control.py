@@ -17,8 +17,10 @@ recovery: the port must be enabled and powering a device, not already cycling, a
 within `poe.max_cycles_per_hour` (every cycle stresses the camera the same, whoever
 asked). A refusal is raised as FailedPrecondition with the manager's reason.
 
-Port enable and priority changes act on the running manager; they last until vigil-hwd
-restarts, when `[poe.ports]` in the appliance's settings apply again.
+Port enable and priority changes are written to the owner's port choices first
+(poe-ports.json, appliance/poe/port_choices.py), then act on the running manager: they
+outlast a restart of vigil-hwd and a reboot. When they cannot be written, nothing
+changes and the error says why.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from appliance.core.errors import FailedPrecondition, InvalidConfig
+from appliance.core.errors import FailedPrecondition, InvalidConfig, Unavailable
 from appliance.poe.budget import PRIORITIES
 from appliance.poe.manager import PoeManager
+from appliance.poe.port_choices import PortChoices
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +39,28 @@ MAX_REASON = 200
 MAX_LABEL = 64
 
 
-def control_handlers(manager: PoeManager) -> dict[str, Callable[[dict], dict]]:
-    """The PoE commands for a ControlServer (vigil-hwd adds them to its own)."""
+def control_handlers(manager: PoeManager, choices: PortChoices | None = None
+                     ) -> dict[str, Callable[[dict], dict]]:
+    """The PoE commands for a ControlServer (vigil-hwd adds them to its own); `choices`
+    keeps enable and priority changes across restarts (None: they last until then)."""
     return {
         "poe.status": lambda args: _status(manager, args),
         "poe.power_cycle": lambda args: _power_cycle(manager, args),
-        "poe.set_enabled": lambda args: _set_enabled(manager, args),
-        "poe.set_priority": lambda args: _set_priority(manager, args),
+        "poe.set_enabled": lambda args: _set_enabled(manager, args, choices),
+        "poe.set_priority": lambda args: _set_priority(manager, args, choices),
     }
+
+
+def _remember(manager: PoeManager, choices: PortChoices | None, number: int,
+              change: dict[str, Any]) -> None:
+    if choices is None:
+        return
+    label = manager.ports[number - 1].label
+    try:
+        choices.remember(label, change)
+    except OSError as exc:
+        raise Unavailable(f"{label} was not changed: its setting cannot be saved "
+                          f"({exc.strerror or exc})") from None
 
 
 def _only(args: dict[str, Any], command: str, required: tuple[str, ...],
@@ -101,19 +118,23 @@ def _power_cycle(manager: PoeManager, args: dict[str, Any]) -> dict[str, Any]:
             "port_label": manager.ports[number - 1].label, "state": _port_json(manager, number)}
 
 
-def _set_enabled(manager: PoeManager, args: dict[str, Any]) -> dict[str, Any]:
+def _set_enabled(manager: PoeManager, args: dict[str, Any],
+                 choices: PortChoices | None) -> dict[str, Any]:
     _only(args, "poe.set_enabled", ("port", "enabled"))
     number = port_number(manager, args["port"])
     if not isinstance(args["enabled"], bool):
         raise InvalidConfig("enabled: true or false")
+    _remember(manager, choices, number, {"enabled": args["enabled"]})
     manager.set_enabled(number, args["enabled"])
     return _port_json(manager, number)
 
 
-def _set_priority(manager: PoeManager, args: dict[str, Any]) -> dict[str, Any]:
+def _set_priority(manager: PoeManager, args: dict[str, Any],
+                  choices: PortChoices | None) -> dict[str, Any]:
     _only(args, "poe.set_priority", ("port", "priority"))
     number = port_number(manager, args["port"])
     if not isinstance(args["priority"], str) or args["priority"] not in PRIORITIES:
         raise InvalidConfig(f"priority: one of {', '.join(PRIORITIES)}")
+    _remember(manager, choices, number, {"priority": args["priority"]})
     manager.set_priority(number, args["priority"])
     return _port_json(manager, number)

@@ -9,6 +9,7 @@ which `nvr health` and later the web UI read.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -19,6 +20,7 @@ from appliance.core.clock import Clock, RealClock
 from appliance.core.errors import Unavailable
 from appliance.core.files import atomic_write, read_fresh_json
 from appliance.poe.manager import PoeManager
+from appliance.poe.port_choices import choices_for_board
 from appliance.poe.settings import build_poe_settings
 from appliance.storage.alerts import Alert
 
@@ -46,12 +48,20 @@ def open_bus(profile: dict[str, Any], clock: Clock):
 
 def build_manager(profile: dict[str, Any], settings: dict[str, Any] | None = None,
                   clock: Clock | None = None,
-                  alert_sink: Callable[[list[Alert]], None] | None = None
-                  ) -> tuple[PoeManager, Any]:
+                  alert_sink: Callable[[list[Alert]], None] | None = None,
+                  choices: Path | None = None) -> tuple[PoeManager, Any]:
+    """The manager on the profile's bus, with `[poe]` settings and, from the file
+    `choices` (poe-ports.json), the owner's run-time choices per port on top."""
+    from hw.pse.board import parse_pse
+
     clock = clock or RealClock()
+    config = build_poe_settings(settings or {})
+    if choices is not None:
+        labels = [port.label for port in parse_pse(profile).ports]
+        config = dataclasses.replace(config, owner=choices_for_board(choices, labels))
     bus = open_bus(profile, clock)
-    manager = PoeManager.from_profile(profile, bus, config=build_poe_settings(settings or {}),
-                                      clock=clock, alert_sink=alert_sink)
+    manager = PoeManager.from_profile(profile, bus, config=config, clock=clock,
+                                      alert_sink=alert_sink)
     return manager, bus
 
 

@@ -68,9 +68,14 @@ class PortSettings:
 class PoeConfig:
     settings: PoeSettings = dataclasses.field(default_factory=PoeSettings)
     ports: Mapping[str, PortSettings] = dataclasses.field(default_factory=dict)
+    # The owner's choices made at run time, by label (appliance/poe/port_choices.py):
+    # each field given there overrides the same field of `ports`.
+    owner: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     def port(self, number: int, label: str) -> PortSettings:
-        return self.ports.get(label) or self.ports.get(str(number)) or PortSettings()
+        base = self.ports.get(label) or self.ports.get(str(number)) or PortSettings()
+        choice = self.owner.get(label)
+        return dataclasses.replace(base, **choice) if choice else base
 
     def check_ports(self, known: Mapping[int, str]) -> None:
         """Every per-port key must name a port of the board (by label or number)."""

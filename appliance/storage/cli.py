@@ -305,8 +305,10 @@ def hwd_handlers(args: argparse.Namespace, poe, runner, on_initialised=None) -> 
     handlers.update(fleet_handlers(Path(args.volumes).parent, Path(args.secrets).parent))
     if poe is not None:
         from appliance.poe.control import control_handlers as poe_handlers
+        from appliance.poe.port_choices import PortChoices, choices_path
 
-        handlers.update(poe_handlers(poe.manager))
+        handlers.update(poe_handlers(poe.manager, PortChoices(choices_path(
+            Path(args.volumes).parent))))
     return handlers
 
 
@@ -354,13 +356,15 @@ def start_poe(args: argparse.Namespace, alert_sink):
     from appliance.config.cameras import build_camera_settings
     from appliance.licensing.cli import open_store
     from appliance.poe.adoption import AdoptionService, build_adopter, split_adoption_settings
+    from appliance.poe.port_choices import choices_path
 
     profile = load_profile(args.board or default_board())
     if "pse" not in profile:
         return None
     config = load_config_file(Path(args.config)) if args.config else None
     poe_values, adoption = split_adoption_settings(config.poe if config else {})
-    manager, _ = build_manager(profile, poe_values, alert_sink=alert_sink)
+    manager, _ = build_manager(profile, poe_values, alert_sink=alert_sink,
+                               choices=choices_path(Path(args.volumes).parent))
     registry = CameraRegistry(Path(args.registry), CredentialStore(Path(args.secrets)),
                               build_camera_settings(config.camera_settings if config else {}),
                               channel_limit=open_store(args).channel_limit)

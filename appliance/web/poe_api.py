@@ -139,8 +139,8 @@ def power_cycle(port: str):
 @poe.post("/poe/ports/<port>/enabled")
 @require_role("admin")
 def set_enabled(port: str):
-    """Switch a port's power on or off, until vigil-hwd restarts (`[poe.ports]` in the
-    settings is what lasts)."""
+    """Switch a port's power on or off; vigil-hwd keeps the choice across restarts
+    (poe-ports.json, appliance/poe/port_choices.py)."""
     target = _port_arg(port)
     data = _body(frozenset({"enabled"}))
     if not isinstance(data.get("enabled"), bool):
@@ -152,5 +152,4 @@ def set_enabled(port: str):
         _audit("poe_port_change_refused", f"{where}: {exc}")
         raise
     _audit("poe_port_enabled" if data["enabled"] else "poe_port_disabled", where)
-    return jsonify(port=result, lasts="until vigil-hwd restarts; set [poe.ports] in the "
-                   "settings to keep it")
+    return jsonify(port=result, lasts="until it is changed again: kept across restarts")

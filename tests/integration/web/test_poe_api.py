@@ -12,6 +12,7 @@ import pytest
 
 from appliance.core.control import ControlServer
 from appliance.poe.control import control_handlers
+from appliance.poe.port_choices import PortChoices, choices_path, load_choices
 from appliance.poe.runtime import PoeService, build_manager
 from hw.board import load_profile
 from tests.integration.web.manage_site import ManageSite
@@ -29,7 +30,9 @@ class Hwd:
             "max_cycles_per_hour": 1, "cycle_off_seconds": 3, "poll_interval": 0.2})
         self.service = PoeService(self.manager, self.state)
         self.service.start()
-        self.server = ControlServer(self.socket, control_handlers(self.manager)).start()
+        self.choices = choices_path(tmp_path / "config")
+        self.server = ControlServer(self.socket, control_handlers(
+            self.manager, PortChoices(self.choices))).start()
 
     def close(self) -> None:
         self.server.close()
@@ -116,12 +119,13 @@ def test_a_camera_is_linked_only_to_a_port_the_board_has(site):
 
 
 @pytest.mark.timeout(60)
-def test_an_admin_switches_a_port_off_and_on_by_its_label(site):
+def test_an_admin_switches_a_port_off_and_on_by_its_label(site, hwd):
     wait_until(lambda: ports(site.admin)["Port 2"]["state"] == "powered", 15, "Port 2 powered")
     status, body = site.admin.json("POST", "/api/v1/poe/ports/Port%202/enabled",
                                    {"enabled": False})
     assert status == 200 and body["port"]["state"] == "disabled", body
-    assert "until vigil-hwd restarts" in body["lasts"]
+    assert "kept across restarts" in body["lasts"]
+    assert load_choices(hwd.choices) == {"Port 2": {"enabled": False}}
     wait_until(lambda: ports(site.admin)["Port 2"]["power_w"] == 0, 10, "Port 2 without power")
     assert site.admin.json("POST", "/api/v1/poe/ports/2/enabled", {"enabled": True})[0] == 200
     wait_until(lambda: ports(site.admin)["Port 2"]["state"] == "powered", 15, "Port 2 back")

@@ -8,19 +8,24 @@ import pytest
 
 from appliance.core.clock import SimulatedClock
 from appliance.core.control import ControlClient, ControlServer
-from appliance.core.errors import FailedPrecondition, InvalidConfig
+from appliance.core.errors import FailedPrecondition, InvalidConfig, Unavailable
 from appliance.poe.control import control_handlers
+from appliance.poe.port_choices import PortChoices, choices_path, load_choices
 from appliance.poe.runtime import build_manager
 from hw.board import load_profile
 
 
 class Hwd:
-    """The manager, its clock, and a client of the control socket serving the handlers."""
+    """The manager, its clock, and a client of the control socket serving the handlers;
+    the owner's port choices in <tmp_path>/config/poe-ports.json, as on the box."""
 
     def __init__(self, tmp_path, **settings) -> None:
         self.clock = SimulatedClock()
-        self.manager, _ = build_manager(load_profile("sim"), settings, clock=self.clock)
-        self.server = ControlServer(tmp_path / "h.sock", control_handlers(self.manager)).start()
+        self.choices = choices_path(tmp_path / "config")
+        self.manager, _ = build_manager(load_profile("sim"), settings, clock=self.clock,
+                                        choices=self.choices)
+        self.server = ControlServer(tmp_path / "h.sock", control_handlers(
+            self.manager, PortChoices(self.choices))).start()
         self.client = ControlClient(tmp_path / "h.sock", timeout=5)
 
     def poll(self, seconds: float, step: float = 0.1) -> None:
@@ -101,6 +106,47 @@ def test_set_priority(hwd):
         hwd.client.call("poe.set_priority", port=4, priority="urgent")
 
 
+def test_the_owners_choices_outlast_a_restart_of_vigil_hwd(tmp_path):
+    """A port switched off from the web stays off when vigil-hwd (or the box) restarts;
+    a choice overrides only its own field of the settings' [poe.ports]."""
+    settings = {"ports": {"2": {"priority": "high"}, "Port 4": {"enabled": False}}}
+    first = Hwd(tmp_path, **settings)
+    first.poll(2.0)
+    assert first.port(2)["state"] == "powered"
+    first.client.call("poe.set_enabled", port="Port 2", enabled=False)
+    first.client.call("poe.set_priority", port=1, priority="critical")
+    first.client.call("poe.set_enabled", port=4, enabled=True)
+    first.close()
+    assert load_choices(first.choices) == {"Port 2": {"enabled": False},
+                                           "Port 1": {"priority": "critical"},
+                                           "Port 4": {"enabled": True}}
+
+    again = Hwd(tmp_path, **settings)
+    try:
+        again.poll(2.0)
+        port2 = again.port(2)
+        assert (port2["enabled"], port2["state"], port2["power_w"]) == (False, "disabled", 0)
+        assert port2["priority"] == "high"                           # from the settings
+        assert (again.port(1)["state"], again.port(1)["priority"]) == ("powered", "critical")
+        assert again.port(4)["enabled"] is True                      # the choice wins
+    finally:
+        again.close()
+
+
+def test_a_choice_that_cannot_be_saved_changes_nothing(tmp_path):
+    hwd = Hwd(tmp_path)
+    try:
+        hwd.poll(2.0)
+        (tmp_path / "config").write_text("a file where the directory belongs")
+        with pytest.raises(Unavailable, match="Port 2 was not changed: its setting cannot be "
+                                              "saved"):
+            hwd.client.call("poe.set_enabled", port=2, enabled=False)
+        hwd.poll(1.0)
+        assert hwd.port(2)["enabled"] is True and hwd.port(2)["state"] == "powered"
+    finally:
+        hwd.close()
+
+
 @pytest.mark.parametrize("command, args, words", [
     ("poe.power_cycle", {}, "give port"),
     ("poe.power_cycle", {"port": True}, "port number"),
@@ -129,6 +175,7 @@ def test_bad_arguments_are_refused_and_change_nothing(hwd, command, args, words)
     with pytest.raises(InvalidConfig, match=words.replace("(", r"\(")):
         hwd.client.call(command, **args)
     after = hwd.client.call("poe.status")
+    assert not hwd.choices.exists()
     assert [(p["state"], p["enabled"], p["priority"], p["cycles_last_hour"])
             for p in after["ports"]] == \
         [(p["state"], p["enabled"], p["priority"], p["cycles_last_hour"]) for p in before["ports"]]

@@ -245,13 +245,13 @@ def test_factory_reset_keeps_licence_keys_disk_and_recordings(box):
 def test_factory_reset_erases_the_other_owner_settings_and_the_mqtt_login(box):
     config_dir = box.paths.config_dir
     for name in ("retention.json", "recording.json", "metrics.json", "metrics-token.json",
-                 "mqtt.json", "restream.json"):
+                 "mqtt.json", "restream.json", "poe-ports.json"):
         (config_dir / name).write_text("{}")
     box.paths.mqtt_secrets.mkdir(parents=True)
     (box.paths.mqtt_secrets / "broker.json").write_text("{}")
     answer = box.call("system.factory_reset", confirm="ERASE")
     for name in ("retention.json", "recording.json", "metrics.json", "metrics-token.json",
-                 "mqtt.json", "restream.json", "MQTT login"):
+                 "mqtt.json", "restream.json", "poe-ports.json", "MQTT login"):
         assert name in answer["erased"]
     assert sorted(p.name for p in config_dir.iterdir() if not p.name.startswith(".")) == \
         ["data-volumes.json", "recorder.toml"]

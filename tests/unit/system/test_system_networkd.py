@@ -51,13 +51,16 @@ pytestmark = [
 ]
 
 # The test's own harness (fixed text, paths from the test): hide the machine's
-# configuration, make /sys read-only, start networkd with only the test's files.
+# configuration, give networkd an empty /run of its own (a machine without systemd as
+# PID 1 has no /run/systemd at all), make /sys read-only, start networkd with only the
+# test's files.
 HARNESS = r"""
 set -e
-for d in /etc/systemd/network /run/systemd/network /usr/lib/systemd/network \
-         /usr/local/lib/systemd/network /run/systemd/netif /run/dbus; do
+for d in /etc/systemd/network /usr/lib/systemd/network /usr/local/lib/systemd/network; do
   if [ -d "$d" ]; then mount -t tmpfs -o mode=0755 tmpfs "$d"; fi
 done
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -p /run/systemd/network /run/systemd/netif
 mount -o remount,bind,ro /sys
 cp "$1"/*.network /run/systemd/network/
 chown systemd-network: /run/systemd/netif
