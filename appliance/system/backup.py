@@ -8,6 +8,11 @@ Members, in this order, with exactly these names (nothing else is accepted):
     config/recorder.toml
     config/cameras.json
     config/data-volumes.json
+    config/retention.json     the owner's settings files (contents.OWNER_FILES): retention,
+    config/recording.json     recording modes and schedules, who may scrape the metrics,
+    config/metrics.json       the restream's switch, the PoE ports' choices
+    config/restream.json
+    config/poe-ports.json
     users.json                the accounts (user name, role, cameras; the password hash
                               unless the backup is sealed)
     secrets.bin               only with a passphrase: camera credentials, the default

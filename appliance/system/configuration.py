@@ -1,11 +1,11 @@
 """The files a backup holds and a restore replaces, on the persist partition.
 
 Backup reads /persist/config/{system.json, recorder.toml, cameras.json, data-volumes.json}
-(those that exist) and, for a sealed backup, the credentials of the registry's cameras
+and the owner's settings files (contents.OWNER_FILES), those that exist, and, for a sealed backup, the credentials of the registry's cameras
 and the default camera credentials through the cameras' own CredentialStore.
 
-Restore replaces, in one transaction (transaction.py), the four config files (a file
-the backup does not hold is removed, recorder.toml falls back to the first-boot copy)
+Restore replaces, in one transaction (transaction.py), those files (a file the backup
+does not hold is removed, so its defaults return, recorder.toml falls back to the first-boot copy)
 and, when the backup is sealed, the credential files (the same JSON the CredentialStore
 reads; the tests check that it reads them). An unsealed backup has no camera passwords:
 the box keeps the ones it has. The registry's lock is held while cameras.json is

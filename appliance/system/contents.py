@@ -20,7 +20,15 @@ from appliance.core.errors import DataLoss, InvalidConfig
 from appliance.system.settings import SystemSettings
 from appliance.system.timezones import SYSTEM_ZONEINFO
 
-CONFIG_FILES = ("system.json", "recorder.toml", "cameras.json", "data-volumes.json")
+# The owner's settings files beside them, each read by the daemon that uses it: retention
+# and recording modes (the recorder), who may scrape the metrics (the web), the restream's
+# switch, the PoE ports' choices (vigil-hwd). Not here: the MQTT broker's settings (their
+# login and CA file live elsewhere, so they would restore half) and the scrape token
+# (a secret, as the camera passwords; a new one is one click).
+OWNER_FILES = ("retention.json", "recording.json", "metrics.json", "restream.json",
+               "poe-ports.json")
+CONFIG_FILES = ("system.json", "recorder.toml", "cameras.json", "data-volumes.json",
+                *OWNER_FILES)
 ROLES = ("admin", "operator", "viewer")
 USERNAME = re.compile(r"[a-z][a-z0-9._-]{1,31}")
 USER_KEYS = frozenset({"username", "role", "cameras", "hash"})
@@ -96,6 +104,26 @@ def check_volumes_json(data: bytes) -> None:
     _through_file("data-volumes.json", data, load_volumes)
 
 
+def owner_file_loader(name: str):
+    """The function the daemon that uses an owner's settings file reads it with."""
+    if name == "retention.json":
+        from appliance.storage.retention.overrides import load_overrides
+        return load_overrides
+    if name == "recording.json":
+        from appliance.recorder.recording_settings import load_recording_settings
+        return load_recording_settings
+    if name == "metrics.json":
+        from appliance.metrics.access import load_networks
+        return load_networks
+    if name == "restream.json":
+        from appliance.restream.settings import load_enabled
+        return load_enabled
+    if name == "poe-ports.json":
+        from appliance.poe.port_choices import load_choices
+        return load_choices
+    raise InvalidConfig(f"{name!r} is not an owner's settings file")
+
+
 def check_config_file(name: str, data: bytes, zoneinfo: Path = SYSTEM_ZONEINFO) -> None:
     if name == "system.json":
         try:
@@ -108,6 +136,8 @@ def check_config_file(name: str, data: bytes, zoneinfo: Path = SYSTEM_ZONEINFO) 
         check_cameras_json(data)
     elif name == "data-volumes.json":
         check_volumes_json(data)
+    elif name in OWNER_FILES:
+        _through_file(name, data, owner_file_loader(name))
     else:
         raise InvalidConfig(f"{name!r} is not a configuration file a backup can hold")
 

@@ -39,11 +39,10 @@ log = logging.getLogger(__name__)
 
 TRASH_PREFIX = ".erasing-"
 KEPT_CONFIG = ("data-volumes.json",)
-# The owner's other settings files beside the configuration (retention, recording modes,
-# metrics access and its scrape token, the MQTT broker, the restream's switch, the PoE
-# ports switched off or given a priority): erased, their defaults return.
-OWNER_SETTINGS = ("retention.json", "recording.json", "metrics.json", "metrics-token.json",
-                  "mqtt.json", "restream.json", "poe-ports.json")
+# The owner's settings files a backup does not hold (contents.OWNER_FILES are among
+# CONFIG_FILES): the metrics' scrape token and the MQTT broker. Erased, their defaults
+# return.
+OWNER_SETTINGS = ("metrics-token.json", "mqtt.json")
 
 
 def reset_files(paths: SystemPaths) -> list[str]:

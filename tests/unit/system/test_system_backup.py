@@ -227,6 +227,13 @@ def test_crafted_key_derivation_parameters_are_refused_fast():
     ("recorder.toml", b"[storage]\nmin_free_percent = 1e309\n", "storage"),
     ("recorder.toml", b"not toml = = =", "cannot read"),
     ("data-volumes.json", b'{"volumes": "all"}', "damaged"),
+    ("retention.json", b"[]", "retention settings of format 1"),
+    ("retention.json", b'{"format": 1, "storage": {"min_free_percent": 1e309}}', "retention"),
+    ("recording.json", b'{"format": 1, "cameras": {"door": {"mode": "sometimes"}}}',
+     "recording"),
+    ("metrics.json", b'{"format": 1, "allowed_networks": ["10.0.0.0/99"]}', "metrics settings"),
+    ("restream.json", b'{"format": 1, "enabled": "yes"}', "restream settings are damaged"),
+    ("poe-ports.json", b'{"format": 1, "ports": {"Port 1": {"enabled": 1}}}', "port 'Port 1'"),
 ])
 def test_files_that_their_owner_would_not_read_are_refused(name, content, why):
     def change(files):

@@ -140,6 +140,49 @@ def test_backup_and_restore_round_trip(box):
     assert box.call("system.get")["restart_needed"] is True
 
 
+def test_the_owners_settings_files_go_into_the_backup_and_come_back(box):
+    """Retention, recording modes, metrics access, the restream's switch and the PoE
+    ports' choices, written by their own writers, are restored as they were; one the
+    backup did not hold is removed (its defaults return)."""
+    from appliance.metrics.access import load_networks, save_networks
+    from appliance.poe.port_choices import PortChoices, load_choices
+    from appliance.recorder.recording_settings import (load_recording_settings,
+                                                       update_recording_settings)
+    from appliance.restream.settings import load_enabled, save_enabled
+    from appliance.storage.retention.overrides import (RetentionOverrides, check_changes,
+                                                       load_overrides, save_overrides)
+
+    config = box.paths.config_dir
+    retention = check_changes(RetentionOverrides(), {}, {"door": {"max_age_days": 9}})
+    save_overrides(config / "retention.json", retention)
+    update_recording_settings(config / "recording.json", {"door": {"mode": "events"}})
+    save_networks(config / "metrics.json", ["192.168.1.0/24"])
+    save_enabled(config / "restream.json", True)
+    PortChoices(config / "poe-ports.json").remember("Port 3", {"enabled": False})
+    recording = load_recording_settings(config / "recording.json")
+    answer = box.call("system.backup", users=USERS)
+    assert {"retention.json", "recording.json", "metrics.json", "restream.json",
+            "poe-ports.json"} <= set(answer["files"])
+
+    save_overrides(config / "retention.json", RetentionOverrides())
+    update_recording_settings(config / "recording.json", {"door": {"mode": "off"}})
+    (config / "metrics.json").unlink()
+    save_enabled(config / "restream.json", False)
+    PortChoices(config / "poe-ports.json").remember("Port 3", {"enabled": True})
+    box.call("system.restore", file=answer["file"])
+    assert load_overrides(config / "retention.json") == retention
+    assert load_recording_settings(config / "recording.json") == recording
+    assert [str(n) for n in load_networks(config / "metrics.json")] == ["192.168.1.0/24"]
+    assert load_enabled(config / "restream.json") is True
+    assert load_choices(config / "poe-ports.json") == {"Port 3": {"enabled": False}}
+
+    (config / "poe-ports.json").unlink()
+    without_poe = box.call("system.backup", users=USERS)
+    PortChoices(config / "poe-ports.json").remember("Port 1", {"priority": "critical"})
+    box.call("system.restore", file=without_poe["file"])
+    assert not (config / "poe-ports.json").exists()
+
+
 def test_a_backup_without_passphrase_restores_and_keeps_the_camera_passwords(box):
     answer = box.call("system.backup", users=USERS)
     assert not answer["sealed"] and answer["camera_credentials"] is None
