@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--hostname", default=None,
                        help="the box's name for the certificate and the Host check "
                        "[default: the system's hostname]")
+    serve.add_argument("--hostname-file", default="/etc/hostname",
+                       help="where the box's current name is read again when it changes, so "
+                       "the Host check accepts a new name at once [default: /etc/hostname]")
     serve.add_argument("--addresses", default=None, metavar="IP[,IP...]",
                        help="the box's addresses for a generated certificate [default: those "
                        "of its network interfaces]")
@@ -153,7 +156,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     identity = device_identity(args)
     store = TlsStore(Path(args.tls_dir))
     if args.listen:
-        names = HostNames(identity.dns_names(), None)
+        names = HostNames(identity.dns_names(), None, Path(args.hostname_file))
         serve_plain(app_factory(args, identity, names), Listen(*parse_listen(args.listen)),
                     args.threads)
         return 0
@@ -162,7 +165,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         Listen(*parse_address(args.http_listen, "--http-listen"))
     if http is not None and (http.host, http.port) == (https.host, https.port):
         raise InvalidConfig("--http-listen and --https-listen must differ")
-    names = HostNames(identity.dns_names(), store.served_path)
+    names = HostNames(identity.dns_names(), store.served_path, Path(args.hostname_file))
     serve_https(app_factory(args, identity, names), https, http, store, identity,
                 args.threads, names)
     return 0

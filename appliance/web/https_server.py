@@ -82,22 +82,18 @@ class CertificateReloader:
         return self.context()
 
 
-class HostNames:
-    """What the app and the redirect answer to (security.host_allowed adds IP literals and
-    localhost): the box's names and the DNS names of the certificate being served, re-read
-    when the file changes, so an owner certificate for `nvr.example.net` works at once."""
+class NamesFromFile:
+    """Names derived from a file, derived again only when the file changes (one `stat` per
+    request); none while the file is missing or `derive` refuses it."""
 
-    def __init__(self, base: Iterable[str], certificate: Path | None) -> None:
-        self.base = tuple(base)
-        self.path = certificate
+    def __init__(self, path: Path | None, derive: Callable[[Path], Iterable[str]]) -> None:
+        self.path = path
+        self._derive = derive
         self._version: tuple | None = None
         self._names: tuple[str, ...] = ()
         self._lock = threading.Lock()
 
-    def __iter__(self):
-        return iter(self.base + self._certificate_names())
-
-    def _certificate_names(self) -> tuple[str, ...]:
+    def __call__(self) -> tuple[str, ...]:
         if self.path is None:
             return ()
         try:
@@ -109,12 +105,40 @@ class HostNames:
             if version != self._version:
                 self._version = version
                 try:
-                    _, chain = tls.read_served(self.path)
-                    status = tls.describe("", chain)
-                    self._names = tuple(n for n in status.dns_names if not n.startswith("*"))
-                except (ValueError, InvalidConfig):
+                    self._names = tuple(self._derive(self.path))
+                except (OSError, ValueError, InvalidConfig):
                     self._names = ()
             return self._names
+
+
+def certificate_names(path: Path) -> list[str]:
+    """The DNS names of the served certificate (no wildcards)."""
+    _, chain = tls.read_served(path)
+    return [n for n in tls.describe("", chain).dns_names if not n.startswith("*")]
+
+
+def hostname_names(path: Path) -> list[str]:
+    """The box's current name and its .local name from /etc/hostname (on the image a link
+    to /run/vigil/hostname, rewritten when the owner renames the box)."""
+    text = path.read_text(encoding="utf-8", errors="replace")[:256].strip()
+    return tls.DeviceIdentity(text, ()).dns_names()
+
+
+class HostNames:
+    """What the app and the redirect answer to (security.host_allowed adds IP literals and
+    localhost): the box's names at start, the DNS names of the certificate being served and
+    the name in the hostname file, each re-read when its file changes: an owner certificate
+    for `nvr.example.net` works at once, and so does a new name given on the System page
+    (vigil-web's own host name is frozen at start by ProtectHostname=)."""
+
+    def __init__(self, base: Iterable[str], certificate: Path | None,
+                 hostname_file: Path | None = None) -> None:
+        self.base = tuple(base)
+        self._certificate = NamesFromFile(certificate, certificate_names)
+        self._hostname = NamesFromFile(hostname_file, hostname_names)
+
+    def __iter__(self):
+        return iter(self.base + self._certificate() + self._hostname())
 
 
 class ServerApp:

@@ -206,6 +206,33 @@ def test_https_verifies_against_the_device_certificate_with_hostname_checks(serv
 
 
 @pytest.mark.timeout(120)
+def test_a_renamed_box_answers_to_its_new_name_at_once(serve, tmp_path):
+    """The System page's new name reaches /etc/hostname (a link to /run/vigil/hostname on
+    the image); both ports follow it without a restart."""
+    hostname = tmp_path / "hostname"
+    hostname.write_text(f"{HOSTNAME}\n")
+    box = serve("--hostname-file", str(hostname))
+    context = box.generated_context()
+    context.check_hostname = False     # the generated certificate keeps the old name
+
+    def status(host: str) -> int:
+        conn = http.client.HTTPSConnection("127.0.0.1", box.https_port, context=context,
+                                           timeout=10)
+        conn.request("GET", "/api/v1/setup", headers={"Host": host})
+        code = conn.getresponse().status
+        conn.close()
+        return code
+    assert status("garage.local") == 421
+    assert plain_request(box.http_port, "GET", "/", "garage")[0] == 421
+    hostname.write_text("garage\n")
+    assert status("garage.local") == 200 and status("garage") == 200
+    assert plain_request(box.http_port, "GET", "/x", "garage.local")[:2] == \
+        (308, f"https://garage.local:{box.https_port}/x")
+    assert status(HOSTNAME) == 200      # the name it started with stays accepted
+    assert status("evil.example") == 421
+
+
+@pytest.mark.timeout(120)
 def test_the_http_port_only_redirects_and_refuses_unknown_hosts(serve):
     box = serve()
     https = box.https_port

@@ -300,6 +300,22 @@ def test_host_names_follow_the_served_certificate(store, owner_pair):
     assert "nvr.home.example" in set(names)
 
 
+def test_host_names_follow_the_hostname_file(tmp_path):
+    """A box renamed on the System page answers to its new name at once."""
+    hostname = tmp_path / "hostname"
+    names = HostNames(BOX.dns_names(), None, hostname)
+    assert sorted(set(names)) == ["vigil-box", "vigil-box.local"]      # no file yet
+    hostname.write_text("garage\n")
+    assert sorted(set(names)) == ["garage", "garage.local", "vigil-box", "vigil-box.local"]
+    hostname.write_text("shop-front.example.net\n")
+    assert "shop-front.example.net" in set(names) and "garage" not in set(names)
+    for bad in ("-bad-\n", "a b\n", "x" * 300, "\xff\n"):
+        hostname.write_text(bad, errors="surrogateescape")
+        assert sorted(set(names)) == ["vigil-box", "vigil-box.local"], bad
+    hostname.unlink()
+    assert sorted(set(names)) == ["vigil-box", "vigil-box.local"]
+
+
 def test_every_response_gets_a_send_timeout_and_hsts_only_with_an_owner_certificate():
     import socket
 
